@@ -1,0 +1,193 @@
+/* shmkv: a key-value cache in one shared-memory segment, read and written
+   directly by many unrelated local processes.
+
+   Conventions of this C API (the ABI that every binding uses):
+   - Every function that can fail returns int: 0 is success, a negative
+     SHMKV_E* value is an shmkv error, a positive value is an errno for an
+     OS failure with no shmkv code. shmkv_strerror() names every one.
+   - Keys and values are pointer + length: binary-safe, NUL allowed. A key is
+     never empty. Pointers must be non-NULL unless a comment says otherwise.
+   - Nothing throws, nothing aborts on bad input: bad input gets an error
+     code and leaves the segment untouched.
+   - Structs carry their size in their first field (struct_size) so that
+     they can grow; initialise them with the *_init helper or set it.
+   - A handle is thread-safe. After fork() a child may keep using an
+     inherited handle: its first call registers the child.
+   - TTLs are relative milliseconds; 0 means "no expiry".
+*/
+#ifndef SHMKV_SHMKV_H_
+#define SHMKV_SHMKV_H_
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "shmkv/export.h"
+#include "shmkv/version.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct shmkv shmkv_t; /* opaque handle, thread-safe */
+
+/* Open flags. */
+#define SHMKV_OPEN_CREATE 1
+#define SHMKV_OPEN_EXCL 2
+#define SHMKV_OPEN_READONLY 4
+#define SHMKV_OPEN_PRECISE_CLOCK 8
+
+/* Eviction policies. */
+#define SHMKV_EVICT_ALLKEYS 0
+#define SHMKV_EVICT_VOLATILE 1
+#define SHMKV_EVICT_NONE 2
+
+/* Write modes. */
+#define SHMKV_SET 0
+#define SHMKV_ADD 1
+#define SHMKV_REPLACE 2
+
+/* Write flags. */
+#define SHMKV_WRITE_KEEPTTL 1
+#define SHMKV_WRITE_NOEVICT 2
+
+/* Error codes. */
+#define SHMKV_ENOTFOUND (-1001) /* missing or expired key */
+#define SHMKV_EEXIST (-1002)    /* ADD on a present key; EXCL on an existing segment */
+#define SHMKV_ECAS (-1003)      /* expect_cas mismatch */
+#define SHMKV_ETOOSMALL (-1004) /* caller's buffer too small */
+#define SHMKV_EINVAL (-1005)    /* bad argument: empty key, bad name, bad options */
+#define SHMKV_EKEYTOOBIG (-1006)
+#define SHMKV_EVALTOOBIG (-1007)
+#define SHMKV_ENOSPC (-1008)    /* full and nothing may be evicted */
+#define SHMKV_ENOTNUM (-1009)   /* incr on a value that is not a decimal int64 */
+#define SHMKV_EOVERFLOW (-1010) /* incr would overflow int64 */
+#define SHMKV_ENOSEG (-1011)    /* segment does not exist */
+#define SHMKV_EACCES (-1012)    /* permission denied */
+#define SHMKV_EBADSEG (-1013)   /* corrupt, truncated, wrong magic or layout version */
+#define SHMKV_EREADONLY (-1014) /* write on a read-only handle */
+#define SHMKV_EBUSY (-1015)     /* contention bound hit; retry */
+
+typedef struct shmkv_options {
+  uint32_t struct_size;  /* = sizeof(shmkv_options_t) */
+  uint64_t memory_bytes; /* segment size; default 64 MiB, at least 1 MiB */
+  uint64_t max_items;    /* index sizing hint; default memory_bytes / 256 */
+  uint32_t max_key_len;  /* default 250, at most 4096 */
+  uint32_t max_value_len; /* default 1 MiB; capped at a quarter of the data area */
+  uint32_t mode;         /* file mode of a new segment; default 0600 */
+  uint32_t flags;        /* SHMKV_OPEN_CREATE, SHMKV_OPEN_EXCL, SHMKV_OPEN_READONLY */
+  uint32_t evict_policy; /* SHMKV_EVICT_ALLKEYS (default), _VOLATILE, _NONE */
+} shmkv_options_t;
+
+SHMKV_EXPORT void shmkv_options_init(shmkv_options_t *opts);
+
+/* name: "[A-Za-z0-9._-]{1,200}", optionally with one leading '/', is a POSIX
+   shm object ("sessions" and "/sessions" are the same); a path that starts
+   with "./" or has a '/' after its first character ("/dev/shm/x",
+   "/mnt/huge/cache") is a file mapping (tmpfs or hugetlbfs). opts may be
+   NULL to open an existing segment. With SHMKV_OPEN_CREATE an existing
+   segment is opened as it is (its own geometry wins); with SHMKV_OPEN_EXCL
+   as well, an existing segment gives SHMKV_EEXIST. */
+SHMKV_EXPORT int shmkv_open(const char *name, const shmkv_options_t *opts, shmkv_t **out);
+SHMKV_EXPORT int shmkv_close(shmkv_t *kv); /* NULL is a no-op */
+SHMKV_EXPORT int shmkv_unlink(const char *name); /* remove the segment name */
+
+typedef struct shmkv_item_info {
+  uint32_t struct_size;
+  uint64_t cas;        /* version token: changes on EVERY successful write of
+                          the key, incr and touch included */
+  int64_t ttl_ms;      /* remaining TTL; -1 = no expiry */
+  uint32_t user_flags; /* opaque 32 bits stored with the value */
+  uint64_t value_len;  /* length of the value (filled by get and scan) */
+} shmkv_item_info_t;
+
+/* Copies the value into buf. If buf_len is too small: returns
+   SHMKV_ETOOSMALL, copies nothing, *val_len = size needed, info filled.
+   info may be NULL. buf may be NULL when buf_len is 0 (a size query: it
+   returns SHMKV_ETOOSMALL, or 0 for an empty value, which is legal). */
+SHMKV_EXPORT int shmkv_get(shmkv_t *kv, const void *key, size_t key_len, void *buf,
+                           size_t buf_len, size_t *val_len, shmkv_item_info_t *info);
+/* Same, into a malloc'd buffer released with shmkv_free. */
+SHMKV_EXPORT int shmkv_get_alloc(shmkv_t *kv, const void *key, size_t key_len, void **val,
+                                 size_t *val_len, shmkv_item_info_t *info);
+SHMKV_EXPORT void shmkv_free(void *p);
+
+typedef struct shmkv_write_opts {
+  uint32_t struct_size;
+  uint32_t mode;        /* SHMKV_SET (upsert), SHMKV_ADD (only if absent),
+                           SHMKV_REPLACE (only if present) */
+  uint64_t ttl_ms;      /* 0 = no expiry */
+  uint64_t expect_cas;  /* 0 = any; else store only if the current cas equals it */
+  uint32_t user_flags;
+  uint32_t flags;       /* SHMKV_WRITE_KEEPTTL, SHMKV_WRITE_NOEVICT */
+} shmkv_write_opts_t;
+
+SHMKV_EXPORT void shmkv_write_opts_init(shmkv_write_opts_t *opts);
+
+/* ttl_ms: 0 = no expiry; more than 2^40 ms (about 35 years) is SHMKV_EINVAL.
+   A write replaces user_flags and the NOEVICT flag with those it carries. */
+SHMKV_EXPORT int shmkv_set(shmkv_t *kv, const void *key, size_t key_len, const void *val,
+                           size_t val_len, uint64_t ttl_ms);
+/* opts may be NULL (= plain set, no TTL); new_cas may be NULL.
+   REPLACE and expect_cas on a missing key return SHMKV_ENOTFOUND. */
+SHMKV_EXPORT int shmkv_store(shmkv_t *kv, const void *key, size_t key_len, const void *val,
+                             size_t val_len, const shmkv_write_opts_t *opts,
+                             uint64_t *new_cas);
+/* expect_cas 0 = unconditional. */
+SHMKV_EXPORT int shmkv_delete(shmkv_t *kv, const void *key, size_t key_len,
+                              uint64_t expect_cas);
+/* Atomic add. A missing (or expired) key is created holding `initial` with
+   ttl_ms (0 = none) and *result = initial (delta is NOT applied: the
+   memcached binary-protocol rule); an existing key gets += delta, keeps its
+   TTL and gets a new cas token. The value is a signed 64-bit decimal
+   integer: get returns it as ASCII ("42"), and incr works on a value that
+   was set as a decimal string matching -?[0-9]{1,19} exactly. Anything else:
+   SHMKV_ENOTNUM. Overflow: SHMKV_EOVERFLOW, value unchanged. incr never
+   returns SHMKV_EBUSY: it retries until it succeeds. result may be NULL. */
+SHMKV_EXPORT int shmkv_incr(shmkv_t *kv, const void *key, size_t key_len, int64_t delta,
+                            int64_t initial, uint64_t ttl_ms, int64_t *result);
+SHMKV_EXPORT int shmkv_touch(shmkv_t *kv, const void *key, size_t key_len,
+                             uint64_t ttl_ms); /* 0 = persist */
+SHMKV_EXPORT int shmkv_ttl(shmkv_t *kv, const void *key, size_t key_len,
+                           int64_t *ttl_ms); /* -1 = none */
+SHMKV_EXPORT int shmkv_clear(shmkv_t *kv); /* remove every entry */
+
+/* Cursor scan: start with *cursor = 0; each call examines at most `limit`
+   index slots (so its cost is bounded), calls fn for each live entry whose
+   key starts with prefix (prefix may be NULL when prefix_len is 0), and sets
+   *cursor to the next slot to examine; *cursor == 0 on return means done.
+   Every key present for the whole scan is visited at least once; writers are
+   never blocked. fn returns 0 to go on, non-zero to stop early (then *cursor
+   points just past the entry it was given). fn may call any shmkv function,
+   including delete on the key it was given. */
+typedef int (*shmkv_scan_fn)(const void *key, size_t key_len, const shmkv_item_info_t *info,
+                             void *ctx);
+SHMKV_EXPORT int shmkv_scan(shmkv_t *kv, uint64_t *cursor, const void *prefix,
+                            size_t prefix_len, size_t limit, shmkv_scan_fn fn, void *ctx);
+
+typedef struct shmkv_stats {
+  uint32_t struct_size;
+  uint64_t memory_bytes, memory_used, items, capacity_items;
+  uint64_t gets, hits, misses, sets, deletes, incrs, cas_failures;
+  uint64_t evictions, expirations, recovered_processes, attached_processes;
+} shmkv_stats_t;
+/* items counts linked entries, expired-but-not-yet-reclaimed ones included;
+   exact when no write is in flight. capacity_items = max_items. */
+SHMKV_EXPORT int shmkv_stats(shmkv_t *kv, shmkv_stats_t *out);
+
+/* Recovery, any process may call it: frees what dead processes held.
+   recovered_processes may be NULL. */
+SHMKV_EXPORT int shmkv_recover(shmkv_t *kv, uint32_t *recovered_processes);
+
+SHMKV_EXPORT const char *shmkv_strerror(int code); /* never NULL, also for errno values */
+SHMKV_EXPORT const char *shmkv_version(void);
+
+/* The message of the last error returned on this thread by any shmkv call,
+   with the detail shmkv_strerror cannot give (which header field did not
+   match, which limit was exceeded). Never NULL; "" after a success. */
+SHMKV_EXPORT const char *shmkv_last_error(void);
+
+#ifdef __cplusplus
+} /* extern "C" */
+#endif
+
+#endif /* SHMKV_SHMKV_H_ */
