@@ -28,7 +28,9 @@
 extern "C" {
 #endif
 
-typedef struct shmkv shmkv_t; /* opaque handle, thread-safe */
+/* Opaque handle, thread-safe. (The struct tag is not `shmkv`, which would
+   collide with the C++ namespace shmkv of cache.h.) */
+typedef struct shmkv_handle shmkv_t;
 
 /* Open flags. */
 #define SHMKV_OPEN_CREATE 1

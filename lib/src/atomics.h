@@ -1,0 +1,171 @@
+// The only place that touches shared words. Every access names its memory
+// order here, so the protocols in table.cc read as named steps.
+//
+// Cross-process atomicity needs truly lock-free instructions: libatomic's
+// fallback lock is private to one process. 8-byte accesses go through
+// std::atomic_ref<uint64_t> (static_assert'ed lock-free in layout.h); the
+// 16-byte slot CAS is __sync_bool_compare_and_swap on unsigned __int128,
+// which -mcx16 compiles to an inline `lock cmpxchg16b` (a test fails the
+// build if the library references any __atomic_* function).
+#ifndef SHMKV_SRC_ATOMICS_H_
+#define SHMKV_SRC_ATOMICS_H_
+
+#include <atomic>
+#include <cstdint>
+#include <cstring>
+
+#include "layout.h"
+
+#if !defined(__x86_64__)
+#error "shmkv needs x86-64 with cmpxchg16b"
+#endif
+#if !defined(__GCC_HAVE_SYNC_COMPARE_AND_SWAP_16)
+#error "compile with -mcx16: the 16-byte slot CAS must be inline cmpxchg16b"
+#endif
+
+namespace shmkv::internal {
+
+inline uint64_t LoadAcquire(const uint64_t* p) {
+  return std::atomic_ref<uint64_t>(*const_cast<uint64_t*>(p)).load(std::memory_order_acquire);
+}
+inline uint64_t LoadRelaxed(const uint64_t* p) {
+  return std::atomic_ref<uint64_t>(*const_cast<uint64_t*>(p)).load(std::memory_order_relaxed);
+}
+inline void StoreRelaxed(uint64_t* p, uint64_t v) {
+  std::atomic_ref<uint64_t>(*p).store(v, std::memory_order_relaxed);
+}
+inline void StoreRelease(uint64_t* p, uint64_t v) {
+  std::atomic_ref<uint64_t>(*p).store(v, std::memory_order_release);
+}
+inline uint32_t LoadAcquire32(const uint32_t* p) {
+  return std::atomic_ref<uint32_t>(*const_cast<uint32_t*>(p)).load(std::memory_order_acquire);
+}
+inline void StoreRelease32(uint32_t* p, uint32_t v) {
+  std::atomic_ref<uint32_t>(*p).store(v, std::memory_order_release);
+}
+inline bool Cas32(uint32_t* p, uint32_t expected, uint32_t desired) {
+  return std::atomic_ref<uint32_t>(*p).compare_exchange_strong(expected, desired,
+                                                               std::memory_order_seq_cst);
+}
+// Protocol CASes on block states and records are seq_cst: the insert
+// protocol's "claim, then scan" reasoning is Dekker-style (design-notes §6.6).
+inline bool CasWord(uint64_t* p, uint64_t& expected, uint64_t desired) {
+  return std::atomic_ref<uint64_t>(*p).compare_exchange_strong(expected, desired,
+                                                               std::memory_order_seq_cst);
+}
+inline uint64_t FetchAdd(uint64_t* p, uint64_t v) {
+  return std::atomic_ref<uint64_t>(*p).fetch_add(v, std::memory_order_relaxed);
+}
+inline uint64_t FetchOr(uint64_t* p, uint64_t v) {
+  return std::atomic_ref<uint64_t>(*p).fetch_or(v, std::memory_order_acq_rel);
+}
+inline uint64_t FetchAnd(uint64_t* p, uint64_t v) {
+  return std::atomic_ref<uint64_t>(*p).fetch_and(v, std::memory_order_release);
+}
+
+// A consistent view of one slot.
+struct SlotWord {
+  uint64_t ref;
+  uint64_t meta;
+  bool operator==(const SlotWord& o) const { return ref == o.ref && meta == o.meta; }
+};
+
+// 16-byte CAS on a slot: a full barrier on x86 (lock prefix), so it also
+// releases the block contents it publishes; pairs with the acquire loads
+// in LoadSlot().
+inline bool CasSlot(Slot* s, const SlotWord& expected, const SlotWord& desired) {
+  __extension__ typedef unsigned __int128 U128;
+  const U128 e = (U128{expected.meta} << 64) | expected.ref;
+  const U128 d = (U128{desired.meta} << 64) | desired.ref;
+  return __sync_bool_compare_and_swap(reinterpret_cast<U128*>(s), e, d);
+}
+
+// Loads a slot as two 8-byte acquire loads and retries until both halves
+// belong to one version (a 16-byte load is never needed, design-notes
+// §6.6). R may change alone; that is harmless to every caller.
+inline SlotWord LoadSlot(const Slot* s) {
+  for (;;) {
+    const uint64_t m1 = LoadAcquire(&s->meta);
+    const uint64_t r = LoadAcquire(&s->ref);
+    const uint64_t m2 = LoadAcquire(&s->meta);
+    if (m1 == m2) return {r, m1};
+  }
+}
+
+// Reader-side fence before re-checking a slot version (seqlock pattern,
+// Boehm): pairs with the release fence after a block is claimed in
+// Allocator::Alloc(). TSan does not model fences; there the re-check loads
+// are acquire loads instead (see LoadSlotRecheck).
+inline void ReadFence() {
+#if !defined(SHMKV_TSAN)
+  std::atomic_thread_fence(std::memory_order_acquire);
+#endif
+}
+inline void ClaimFence() {
+#if !defined(SHMKV_TSAN)
+  std::atomic_thread_fence(std::memory_order_release);
+#endif
+}
+
+// Racy copies of block bytes: relaxed 8-byte atomic loads of the aligned
+// words covering [from, from + len). Blocks are 64-byte multiples inside a
+// mapped page, so the covering words are in bounds. Results are only used
+// after the slot version is re-checked.
+inline void CopyOut(void* dst, const unsigned char* block, size_t from, size_t len) {
+  auto* out = static_cast<unsigned char*>(dst);
+  size_t w = from & ~size_t{7};
+  size_t skip = from - w;
+  while (len > 0) {
+    const uint64_t v = LoadRelaxed(reinterpret_cast<const uint64_t*>(block + w));
+    const size_t n = (8 - skip) < len ? (8 - skip) : len;
+    std::memcpy(out, reinterpret_cast<const unsigned char*>(&v) + skip, n);
+    out += n;
+    len -= n;
+    w += 8;
+    skip = 0;
+  }
+}
+
+// Compares block bytes with src, racily (as CopyOut).
+inline bool EqualRelaxed(const unsigned char* block, size_t from, const void* src, size_t len) {
+  const auto* in = static_cast<const unsigned char*>(src);
+  size_t w = from & ~size_t{7};
+  size_t skip = from - w;
+  while (len > 0) {
+    const uint64_t v = LoadRelaxed(reinterpret_cast<const uint64_t*>(block + w));
+    const size_t n = (8 - skip) < len ? (8 - skip) : len;
+    if (std::memcmp(in, reinterpret_cast<const unsigned char*>(&v) + skip, n) != 0) return false;
+    in += n;
+    len -= n;
+    w += 8;
+    skip = 0;
+  }
+  return true;
+}
+
+// Writes bytes into a block this participant owns (unpublished), with
+// relaxed atomic stores so that racing readers of a recycled block are not
+// a data race. Partial words are merged with what is there.
+inline void CopyIn(unsigned char* block, size_t to, const void* src, size_t len) {
+  const auto* in = static_cast<const unsigned char*>(src);
+  size_t w = to & ~size_t{7};
+  size_t skip = to - w;
+  while (len > 0) {
+    auto* word = reinterpret_cast<uint64_t*>(block + w);
+    const size_t n = (8 - skip) < len ? (8 - skip) : len;
+    uint64_t v = 0;
+    if (n != 8) v = LoadRelaxed(word);
+    std::memcpy(reinterpret_cast<unsigned char*>(&v) + skip, in, n);
+    StoreRelaxed(word, v);
+    in += n;
+    len -= n;
+    w += 8;
+    skip = 0;
+  }
+}
+
+inline void CpuRelax() { __builtin_ia32_pause(); }
+
+}  // namespace shmkv::internal
+
+#endif  // SHMKV_SRC_ATOMICS_H_

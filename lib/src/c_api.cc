@@ -1,0 +1,289 @@
+// The C API: argument checks, then the verbs of table.cc. Nothing throws
+// across this boundary; every error has a code and a message
+// (shmkv_last_error).
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+
+#include "handle.h"
+#include "shmkv/shmkv.h"
+
+using shmkv::internal::CheckKey;
+using shmkv::internal::CheckTtl;
+using shmkv::internal::CheckValue;
+using shmkv::internal::Ctx;
+using shmkv::internal::Enter;
+using shmkv::internal::Fail;
+
+namespace {
+
+bool ReadStructSize(uint32_t declared, size_t ours) { return declared >= sizeof(uint32_t) && declared <= 4 * ours; }
+
+#define SHMKV_ENTER(kv, write)                                     \
+  if ((kv) == nullptr) return Fail(SHMKV_EINVAL, "handle is NULL"); \
+  Ctx c{(kv), (kv)->v, nullptr, 0};                                \
+  if (int enter_rc = Enter((kv), (write), &c)) return enter_rc
+
+std::string_view Bytes(const void* p, size_t n) {
+  return n == 0 ? std::string_view() : std::string_view(static_cast<const char*>(p), n);
+}
+
+template <typename F>
+int Guard(F&& f) noexcept {
+  try {
+    return f();
+  } catch (const std::bad_alloc&) {
+    return Fail(ENOMEM, "out of memory");
+  } catch (...) {
+    return Fail(SHMKV_EINVAL, "internal error");
+  }
+}
+
+}  // namespace
+
+extern "C" {
+
+void shmkv_options_init(shmkv_options_t* opts) {
+  if (opts == nullptr) return;
+  std::memset(opts, 0, sizeof(*opts));
+  opts->struct_size = sizeof(*opts);
+  opts->memory_bytes = 64ull << 20;
+  opts->max_items = 0;
+  opts->max_key_len = 250;
+  opts->max_value_len = 1u << 20;
+  opts->mode = 0600;
+  opts->flags = 0;
+  opts->evict_policy = SHMKV_EVICT_ALLKEYS;
+}
+
+void shmkv_write_opts_init(shmkv_write_opts_t* opts) {
+  if (opts == nullptr) return;
+  std::memset(opts, 0, sizeof(*opts));
+  opts->struct_size = sizeof(*opts);
+}
+
+int shmkv_open(const char* name, const shmkv_options_t* opts, shmkv_t** out) {
+  return Guard([&]() -> int {
+    shmkv::internal::ClearError();
+    if (out == nullptr) return Fail(SHMKV_EINVAL, "out is NULL");
+    *out = nullptr;
+    shmkv_options_t o;
+    shmkv_options_init(&o);
+    if (opts != nullptr) {
+      if (!ReadStructSize(opts->struct_size, sizeof(o)))
+        return Fail(SHMKV_EINVAL, "options.struct_size is not sizeof(shmkv_options_t)");
+      std::memcpy(&o, opts, std::min<size_t>(opts->struct_size, sizeof(o)));
+    }
+    std::string why;
+    auto kv = std::make_unique<shmkv_handle>();
+    const int rc = shmkv::internal::Segment::Open(name, opts ? &o : nullptr, &kv->seg, &why);
+    if (rc != 0) return Fail(rc, why);
+    kv->read_only = kv->seg->read_only();
+    kv->precise = (o.flags & SHMKV_OPEN_PRECISE_CLOCK) != 0;
+    kv->v.Init(kv->seg->base());
+    shmkv::internal::TrackHandle(kv.get());
+    if (!kv->read_only) {
+      std::lock_guard<std::mutex> g(kv->mu);
+      if (int r = shmkv::internal::RegisterProcess(kv.get())) {
+        shmkv::internal::DetachHandle(kv.get());
+        return r;
+      }
+    }
+    *out = kv.release();
+    return 0;
+  });
+}
+
+int shmkv_close(shmkv_t* kv) {
+  if (kv == nullptr) return 0;
+  shmkv::internal::DetachHandle(kv);
+  delete kv;
+  return 0;
+}
+
+int shmkv_unlink(const char* name) {
+  return Guard([&]() -> int {
+    shmkv::internal::ClearError();
+    std::string why;
+    const int rc = shmkv::internal::Segment::Unlink(name, &why);
+    return rc ? Fail(rc, why) : 0;
+  });
+}
+
+int shmkv_get(shmkv_t* kv, const void* key, size_t key_len, void* buf, size_t buf_len,
+              size_t* val_len, shmkv_item_info_t* info) {
+  return Guard([&]() -> int {
+    SHMKV_ENTER(kv, false);
+    if (int rc = CheckKey(kv, key, key_len)) return rc;
+    if (val_len == nullptr) return Fail(SHMKV_EINVAL, "val_len is NULL");
+    if (buf == nullptr && buf_len != 0) return Fail(SHMKV_EINVAL, "buf is NULL but buf_len > 0");
+    const int rc =
+        shmkv::internal::OpGet(c, Bytes(key, key_len), buf, buf_len, val_len, info);
+    if (rc == SHMKV_ENOTFOUND) return Fail(rc, "key not found");
+    if (rc == SHMKV_ETOOSMALL)
+      return Fail(rc, "buffer of " + std::to_string(buf_len) + " bytes is too small for " +
+                          std::to_string(*val_len));
+    return rc;
+  });
+}
+
+int shmkv_get_alloc(shmkv_t* kv, const void* key, size_t key_len, void** val, size_t* val_len,
+                    shmkv_item_info_t* info) {
+  return Guard([&]() -> int {
+    SHMKV_ENTER(kv, false);
+    if (int rc = CheckKey(kv, key, key_len)) return rc;
+    if (val == nullptr || val_len == nullptr) return Fail(SHMKV_EINVAL, "val or val_len is NULL");
+    *val = nullptr;
+    std::string s;
+    const int rc = shmkv::internal::OpGetString(c, Bytes(key, key_len), &s, info);
+    if (rc != 0) return Fail(rc, "key not found");
+    void* p = std::malloc(s.size() ? s.size() : 1);
+    if (p == nullptr) return Fail(ENOMEM, "out of memory");
+    std::memcpy(p, s.data(), s.size());
+    *val = p;
+    *val_len = s.size();
+    return 0;
+  });
+}
+
+void shmkv_free(void* p) { std::free(p); }
+
+int shmkv_set(shmkv_t* kv, const void* key, size_t key_len, const void* val, size_t val_len,
+              uint64_t ttl_ms) {
+  shmkv_write_opts_t o;
+  shmkv_write_opts_init(&o);
+  o.ttl_ms = ttl_ms;
+  return shmkv_store(kv, key, key_len, val, val_len, &o, nullptr);
+}
+
+int shmkv_store(shmkv_t* kv, const void* key, size_t key_len, const void* val, size_t val_len,
+                const shmkv_write_opts_t* opts, uint64_t* new_cas) {
+  return Guard([&]() -> int {
+    SHMKV_ENTER(kv, true);
+    if (int rc = CheckKey(kv, key, key_len)) return rc;
+    if (int rc = CheckValue(kv, val, val_len)) return rc;
+    shmkv_write_opts_t o;
+    shmkv_write_opts_init(&o);
+    if (opts != nullptr) {
+      if (!ReadStructSize(opts->struct_size, sizeof(o)))
+        return Fail(SHMKV_EINVAL, "write_opts.struct_size is not sizeof(shmkv_write_opts_t)");
+      std::memcpy(&o, opts, std::min<size_t>(opts->struct_size, sizeof(o)));
+    }
+    if (o.mode > SHMKV_REPLACE) return Fail(SHMKV_EINVAL, "write mode is not SET, ADD or REPLACE");
+    if (o.flags & ~uint32_t{SHMKV_WRITE_KEEPTTL | SHMKV_WRITE_NOEVICT})
+      return Fail(SHMKV_EINVAL, "unknown write flags");
+    if (int rc = CheckTtl(o.ttl_ms)) return rc;
+    return shmkv::internal::OpStore(c, Bytes(key, key_len), Bytes(val, val_len), o, new_cas);
+  });
+}
+
+int shmkv_delete(shmkv_t* kv, const void* key, size_t key_len, uint64_t expect_cas) {
+  return Guard([&]() -> int {
+    SHMKV_ENTER(kv, true);
+    if (int rc = CheckKey(kv, key, key_len)) return rc;
+    return shmkv::internal::OpDelete(c, Bytes(key, key_len), expect_cas);
+  });
+}
+
+int shmkv_incr(shmkv_t* kv, const void* key, size_t key_len, int64_t delta, int64_t initial,
+               uint64_t ttl_ms, int64_t* result) {
+  return Guard([&]() -> int {
+    SHMKV_ENTER(kv, true);
+    if (int rc = CheckKey(kv, key, key_len)) return rc;
+    if (int rc = CheckTtl(ttl_ms)) return rc;
+    return shmkv::internal::OpIncr(c, Bytes(key, key_len), delta, initial, ttl_ms, result);
+  });
+}
+
+int shmkv_touch(shmkv_t* kv, const void* key, size_t key_len, uint64_t ttl_ms) {
+  return Guard([&]() -> int {
+    SHMKV_ENTER(kv, true);
+    if (int rc = CheckKey(kv, key, key_len)) return rc;
+    if (int rc = CheckTtl(ttl_ms)) return rc;
+    return shmkv::internal::OpTouch(c, Bytes(key, key_len), ttl_ms);
+  });
+}
+
+int shmkv_ttl(shmkv_t* kv, const void* key, size_t key_len, int64_t* ttl_ms) {
+  return Guard([&]() -> int {
+    SHMKV_ENTER(kv, false);
+    if (int rc = CheckKey(kv, key, key_len)) return rc;
+    if (ttl_ms == nullptr) return Fail(SHMKV_EINVAL, "ttl_ms is NULL");
+    return shmkv::internal::OpTtl(c, Bytes(key, key_len), ttl_ms);
+  });
+}
+
+int shmkv_clear(shmkv_t* kv) {
+  return Guard([&]() -> int {
+    SHMKV_ENTER(kv, true);
+    return shmkv::internal::OpClear(c);
+  });
+}
+
+int shmkv_scan(shmkv_t* kv, uint64_t* cursor, const void* prefix, size_t prefix_len,
+               size_t limit, shmkv_scan_fn fn, void* ctx) {
+  return Guard([&]() -> int {
+    SHMKV_ENTER(kv, false);
+    if (cursor == nullptr || fn == nullptr) return Fail(SHMKV_EINVAL, "cursor or fn is NULL");
+    if (prefix == nullptr && prefix_len != 0)
+      return Fail(SHMKV_EINVAL, "prefix is NULL but prefix_len > 0");
+    if (limit == 0) return Fail(SHMKV_EINVAL, "limit is 0");
+    return shmkv::internal::OpScan(c, cursor, Bytes(prefix, prefix_len), limit, fn, ctx);
+  });
+}
+
+int shmkv_stats(shmkv_t* kv, shmkv_stats_t* out) {
+  return Guard([&]() -> int {
+    shmkv::internal::ClearError();
+    if (kv == nullptr || out == nullptr) return Fail(SHMKV_EINVAL, "handle or out is NULL");
+    if (!ReadStructSize(out->struct_size, sizeof(*out)))
+      return Fail(SHMKV_EINVAL, "stats.struct_size is not sizeof(shmkv_stats_t)");
+    shmkv::internal::SumStats(kv, out);
+    return 0;
+  });
+}
+
+int shmkv_recover(shmkv_t* kv, uint32_t* recovered_processes) {
+  return Guard([&]() -> int {
+    shmkv::internal::ClearError();
+    if (kv == nullptr) return Fail(SHMKV_EINVAL, "handle is NULL");
+    if (kv->read_only) return Fail(SHMKV_EREADONLY, "the handle is read-only");
+    uint32_t n = 0;
+    const int rc = shmkv::internal::RecoverDead(kv, &n);
+    if (recovered_processes) *recovered_processes = n;
+    return rc;
+  });
+}
+
+const char* shmkv_strerror(int code) {
+  switch (code) {
+    case 0: return "success";
+    case SHMKV_ENOTFOUND: return "key not found (missing or expired)";
+    case SHMKV_EEXIST: return "already exists";
+    case SHMKV_ECAS: return "cas token mismatch";
+    case SHMKV_ETOOSMALL: return "buffer too small";
+    case SHMKV_EINVAL: return "invalid argument";
+    case SHMKV_EKEYTOOBIG: return "key too long";
+    case SHMKV_EVALTOOBIG: return "value too large";
+    case SHMKV_ENOSPC: return "no space: full and nothing may be evicted";
+    case SHMKV_ENOTNUM: return "value is not a decimal 64-bit integer";
+    case SHMKV_EOVERFLOW: return "integer overflow";
+    case SHMKV_ENOSEG: return "segment does not exist";
+    case SHMKV_EACCES: return "permission denied";
+    case SHMKV_EBADSEG: return "bad segment (corrupt, truncated, or another layout version)";
+    case SHMKV_EREADONLY: return "read-only handle";
+    case SHMKV_EBUSY: return "contention limit reached; retry";
+    default: break;
+  }
+  if (code > 0) return std::strerror(code);
+  return "unknown shmkv error";
+}
+
+const char* shmkv_version(void) { return SHMKV_VERSION_STRING; }
+
+const char* shmkv_last_error(void) { return shmkv::internal::LastError(); }
+
+}  // extern "C"

@@ -1,0 +1,216 @@
+// The C++ API: the same core as the C API (handle.h), with error_code
+// results. noexcept throughout: an allocation failure becomes ENOMEM.
+#include "shmkv/cache.h"
+
+#include <cstring>
+#include <new>
+
+#include "handle.h"
+
+namespace shmkv {
+namespace {
+
+class Category final : public std::error_category {
+ public:
+  const char* name() const noexcept override { return "shmkv"; }
+  std::string message(int code) const override { return shmkv_strerror(code); }
+};
+
+std::error_code Ec(int rc) { return MakeErrorCode(rc); }
+
+ItemInfo ToInfo(const shmkv_item_info_t& i) {
+  return {i.cas, std::chrono::milliseconds(i.ttl_ms), i.user_flags, i.value_len};
+}
+
+template <typename F>
+auto Guard(F&& f) noexcept -> decltype(f()) {
+  try {
+    return f();
+  } catch (const std::bad_alloc&) {
+    return std::error_code(ENOMEM, std::generic_category());
+  }
+}
+
+uint64_t Ms(std::chrono::milliseconds d) {
+  return d.count() <= 0 ? 0 : static_cast<uint64_t>(d.count());
+}
+
+}  // namespace
+
+const std::error_category& ErrorCategory() noexcept {
+  static const Category c;
+  return c;
+}
+
+Result<Cache> Cache::Open(std::string_view name, const Options& options) noexcept {
+  return Guard([&]() -> Result<Cache> {
+    shmkv_options_t o;
+    shmkv_options_init(&o);
+    o.memory_bytes = options.memory_bytes;
+    o.max_items = options.max_items;
+    o.max_key_len = options.max_key_len;
+    o.max_value_len = options.max_value_len;
+    o.mode = options.mode;
+    o.evict_policy = static_cast<uint32_t>(options.evict_policy);
+    o.flags = (options.create ? SHMKV_OPEN_CREATE : 0) | (options.exclusive ? SHMKV_OPEN_EXCL : 0) |
+              (options.read_only ? SHMKV_OPEN_READONLY : 0) |
+              (options.precise_clock ? SHMKV_OPEN_PRECISE_CLOCK : 0);
+    const std::string n(name);
+    shmkv_t* h = nullptr;
+    if (int rc = shmkv_open(n.c_str(), &o, &h)) return Ec(rc);
+    return Cache(h);
+  });
+}
+
+std::error_code Cache::Unlink(std::string_view name) noexcept {
+  return Guard([&]() -> std::error_code { return Ec(shmkv_unlink(std::string(name).c_str())); });
+}
+
+Cache::Cache(Cache&& other) noexcept : handle_(other.handle_) { other.handle_ = nullptr; }
+
+Cache& Cache::operator=(Cache&& other) noexcept {
+  if (this != &other) {
+    shmkv_close(handle_);
+    handle_ = other.handle_;
+    other.handle_ = nullptr;
+  }
+  return *this;
+}
+
+Cache::~Cache() { shmkv_close(handle_); }
+
+#define SHMKV_CPP_ENTER(write)                                           \
+  if (handle_ == nullptr) return Ec(SHMKV_EINVAL);                       \
+  internal::Ctx c{handle_, handle_->v, nullptr, 0};                      \
+  if (int enter_rc = internal::Enter(handle_, (write), &c)) return Ec(enter_rc)
+
+std::error_code Cache::Get(std::string_view key, std::string* out, ItemInfo* info) const noexcept {
+  return Guard([&]() -> std::error_code {
+    SHMKV_CPP_ENTER(false);
+    if (int rc = internal::CheckKey(handle_, key.data(), key.size())) return Ec(rc);
+    shmkv_item_info_t i{};
+    const int rc = internal::OpGetString(c, key, out, &i);
+    if (rc == 0 && info) *info = ToInfo(i);
+    return Ec(rc);
+  });
+}
+
+Result<std::string> Cache::Get(std::string_view key, ItemInfo* info) const noexcept {
+  return Guard([&]() -> Result<std::string> {
+    std::string s;
+    if (std::error_code ec = Get(key, &s, info)) return ec;
+    return s;
+  });
+}
+
+std::error_code Cache::Set(std::string_view key, std::string_view value,
+                           std::chrono::milliseconds ttl) noexcept {
+  WriteOptions o;
+  o.ttl = ttl;
+  return Store(key, value, o).error();
+}
+
+Result<uint64_t> Cache::Store(std::string_view key, std::string_view value,
+                              const WriteOptions& options) noexcept {
+  return Guard([&]() -> Result<uint64_t> {
+    SHMKV_CPP_ENTER(true);
+    if (int rc = internal::CheckKey(handle_, key.data(), key.size())) return Ec(rc);
+    if (int rc = internal::CheckValue(handle_, value.data(), value.size())) return Ec(rc);
+    shmkv_write_opts_t o;
+    shmkv_write_opts_init(&o);
+    o.mode = static_cast<uint32_t>(options.mode);
+    o.ttl_ms = Ms(options.ttl);
+    o.expect_cas = options.expect_cas;
+    o.user_flags = options.user_flags;
+    o.flags = (options.keep_ttl ? SHMKV_WRITE_KEEPTTL : 0) |
+              (options.no_evict ? SHMKV_WRITE_NOEVICT : 0);
+    if (int rc = internal::CheckTtl(o.ttl_ms)) return Ec(rc);
+    uint64_t cas = 0;
+    if (int rc = internal::OpStore(c, key, value, o, &cas)) return Ec(rc);
+    return cas;
+  });
+}
+
+std::error_code Cache::Delete(std::string_view key, uint64_t expect_cas) noexcept {
+  return Guard([&]() -> std::error_code {
+    SHMKV_CPP_ENTER(true);
+    if (int rc = internal::CheckKey(handle_, key.data(), key.size())) return Ec(rc);
+    return Ec(internal::OpDelete(c, key, expect_cas));
+  });
+}
+
+Result<int64_t> Cache::Incr(std::string_view key, int64_t delta, int64_t initial,
+                            std::chrono::milliseconds ttl) noexcept {
+  return Guard([&]() -> Result<int64_t> {
+    SHMKV_CPP_ENTER(true);
+    if (int rc = internal::CheckKey(handle_, key.data(), key.size())) return Ec(rc);
+    if (int rc = internal::CheckTtl(Ms(ttl))) return Ec(rc);
+    int64_t r = 0;
+    if (int rc = internal::OpIncr(c, key, delta, initial, Ms(ttl), &r)) return Ec(rc);
+    return r;
+  });
+}
+
+std::error_code Cache::Touch(std::string_view key, std::chrono::milliseconds ttl) noexcept {
+  return Guard([&]() -> std::error_code {
+    SHMKV_CPP_ENTER(true);
+    if (int rc = internal::CheckKey(handle_, key.data(), key.size())) return Ec(rc);
+    if (int rc = internal::CheckTtl(Ms(ttl))) return Ec(rc);
+    return Ec(internal::OpTouch(c, key, Ms(ttl)));
+  });
+}
+
+Result<std::chrono::milliseconds> Cache::Ttl(std::string_view key) const noexcept {
+  return Guard([&]() -> Result<std::chrono::milliseconds> {
+    SHMKV_CPP_ENTER(false);
+    if (int rc = internal::CheckKey(handle_, key.data(), key.size())) return Ec(rc);
+    int64_t t = 0;
+    if (int rc = internal::OpTtl(c, key, &t)) return Ec(rc);
+    return std::chrono::milliseconds(t);
+  });
+}
+
+std::error_code Cache::Clear() noexcept { return Ec(shmkv_clear(handle_)); }
+
+namespace {
+struct ScanCtx {
+  const std::function<bool(std::string_view, const ItemInfo&)>* fn;
+};
+int ScanThunk(const void* key, size_t len, const shmkv_item_info_t* info, void* ctx) {
+  auto* sc = static_cast<ScanCtx*>(ctx);
+  return (*sc->fn)(std::string_view(static_cast<const char*>(key), len), ToInfo(*info)) ? 0 : 1;
+}
+}  // namespace
+
+std::error_code Cache::Scan(std::string_view prefix,
+                            const std::function<bool(std::string_view, const ItemInfo&)>& fn)
+    const noexcept {
+  return Guard([&]() -> std::error_code {
+    ScanCtx sc{&fn};
+    uint64_t cursor = 0;
+    do {
+      const uint64_t before = cursor;
+      if (int rc = shmkv_scan(handle_, &cursor, prefix.data(), prefix.size(), 4096, ScanThunk, &sc))
+        return Ec(rc);
+      // fn asked to stop: the cursor points just past its entry, not at a
+      // page boundary.
+      if (cursor != 0 && (cursor - before) % 4096 != 0) break;
+    } while (cursor != 0);
+    return {};
+  });
+}
+
+Result<shmkv_stats_t> Cache::Stats() const noexcept {
+  shmkv_stats_t s{};
+  s.struct_size = sizeof(s);
+  if (int rc = shmkv_stats(handle_, &s)) return Ec(rc);
+  return s;
+}
+
+Result<uint32_t> Cache::Recover() noexcept {
+  uint32_t n = 0;
+  if (int rc = shmkv_recover(handle_, &n)) return Ec(rc);
+  return n;
+}
+
+}  // namespace shmkv

@@ -1,0 +1,47 @@
+// Argument checks and the per-operation entry shared by the C and C++ APIs.
+#include "handle.h"
+
+namespace shmkv::internal {
+
+int CheckKey(const shmkv_t* kv, const void* key, size_t len) {
+  if (key == nullptr) return Fail(SHMKV_EINVAL, "key is NULL");
+  if (len == 0) return Fail(SHMKV_EINVAL, "key is empty");
+  if (len > kv->v.max_key_len)
+    return Fail(SHMKV_EKEYTOOBIG, "key of " + std::to_string(len) + " bytes is above max_key_len " +
+                                      std::to_string(kv->v.max_key_len));
+  return 0;
+}
+
+int CheckValue(const shmkv_t* kv, const void* val, size_t len) {
+  if (val == nullptr && len != 0) return Fail(SHMKV_EINVAL, "value is NULL");
+  if (len > kv->v.max_value_len)
+    return Fail(SHMKV_EVALTOOBIG, "value of " + std::to_string(len) +
+                                      " bytes is above max_value_len " +
+                                      std::to_string(kv->v.max_value_len));
+  return 0;
+}
+
+int CheckTtl(uint64_t ttl_ms) {
+  if (ttl_ms > kMaxTtlMs)
+    return Fail(SHMKV_EINVAL, "ttl of " + std::to_string(ttl_ms) +
+                                  " ms is above the limit of 2^40 ms (about 35 years)");
+  return 0;
+}
+
+// Sets up the per-operation context. Writers need a participant; readers
+// on read-only handles run without one (they write nothing).
+int Enter(shmkv_t* kv, bool write, Ctx* c) {
+  ClearError();
+  if (kv->read_only) {
+    if (write) return Fail(SHMKV_EREADONLY, "the handle is read-only");
+    c->p = nullptr;
+  } else {
+    int rc = 0;
+    c->p = CurrentParticipant(kv, &rc);
+    if (c->p == nullptr) return rc;
+  }
+  c->now = SegmentNowMs(kv->v.epoch_ns, kv->precise);
+  return 0;
+}
+
+}  // namespace shmkv::internal

@@ -1,0 +1,140 @@
+// The handle behind shmkv_t and shmkv::Cache, and the per-operation
+// context. Process-local: nothing here lives in shared memory.
+#ifndef SHMKV_SRC_HANDLE_H_
+#define SHMKV_SRC_HANDLE_H_
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "atomics.h"
+#include "clock.h"
+#include "layout.h"
+#include "segment.h"
+#include "shmkv/shmkv.h"
+#include "table.h"
+
+namespace shmkv::internal {
+
+// Process-local state of one participant (a thread of this process using
+// this handle).
+struct PartLocal {
+  uint32_t index = 0;
+  ParticipantRecord* rec = nullptr;
+  uint64_t cas_next = 0, cas_end = 0;  // reserved range of cas tokens
+  uint32_t cur_page[kMaxClasses] = {};  // page + 1 we allocate from; 0 = none
+  uint32_t rotor[kMaxClasses] = {};     // bitmap word to start at
+  uint64_t rng = 0;
+
+  // Stats have one writer (this participant): relaxed load + store, no RMW.
+  void Stat(StatIndex i, int64_t d = 1) {
+    uint64_t* w = &rec->stats[i];
+    StoreRelaxed(w, LoadRelaxed(w) + static_cast<uint64_t>(d));
+  }
+  uint64_t Random() {
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return rng;
+  }
+};
+
+}  // namespace shmkv::internal
+
+struct shmkv_handle {
+  std::unique_ptr<shmkv::internal::Segment> seg;
+  shmkv::internal::View v;
+  bool read_only = false;
+  bool precise = false;
+  uint64_t serial = 0;  // unique per open in this process
+
+  std::mutex mu;      // guards the registration fields below
+  pid_t pid = 0;      // the process that holds proc_index
+  int64_t proc_index = -1;
+  std::vector<std::unique_ptr<shmkv::internal::PartLocal>> parts;
+};
+
+namespace shmkv::internal {
+
+// Per-operation context.
+struct Ctx {
+  shmkv_t* kv;
+  const View& v;
+  PartLocal* p;  // nullptr on read-only handles
+  uint64_t now;  // segment time, ms
+
+  void Stat(StatIndex i, int64_t d = 1) {
+    if (p) p->Stat(i, d);
+  }
+};
+
+// Thread-local detail of the last error (shmkv_last_error).
+void SetError(const std::string& msg);
+void ClearError();
+int Fail(int rc, const std::string& msg);  // SetError(msg), return rc
+
+// checks.cc: argument checks (error code + message) and the entry of
+// every operation (participant, clock).
+int CheckKey(const shmkv_t* kv, const void* key, size_t len);
+int CheckValue(const shmkv_t* kv, const void* val, size_t len);
+int CheckTtl(uint64_t ttl_ms);
+int Enter(shmkv_t* kv, bool write, Ctx* c);
+
+// registry.cc
+const char* LastError();
+void TrackHandle(shmkv_t* kv);
+int RegisterProcess(shmkv_t* kv);
+// The calling thread's participant, registering (again, after fork) if
+// needed. nullptr with *rc set on failure.
+PartLocal* CurrentParticipant(shmkv_t* kv, int* rc);
+void DetachHandle(shmkv_t* kv);
+int RecoverDead(shmkv_t* kv, uint32_t* recovered);
+void SumStats(shmkv_t* kv, shmkv_stats_t* out);
+uint64_t NextCas(Ctx& c);
+
+// alloc.cc
+int ClassFor(const View& v, uint64_t bytes);  // -1 if too big
+unsigned char* Alloc(Ctx& c, uint32_t cls, uint64_t* gen, int* rc);
+void FreeBlock(const View& v, PartLocal* p, unsigned char* blk, uint32_t cls, uint64_t gen);
+void RebuildHints(const View& v);
+
+// table.cc: the verbs (arguments already validated by the caller).
+int OpGet(Ctx& c, std::string_view key, void* buf, size_t buf_len, size_t* val_len,
+          shmkv_item_info_t* info);
+int OpGetString(Ctx& c, std::string_view key, std::string* out, shmkv_item_info_t* info);
+int OpStore(Ctx& c, std::string_view key, std::string_view val, const shmkv_write_opts_t& o,
+            uint64_t* new_cas);
+int OpDelete(Ctx& c, std::string_view key, uint64_t expect_cas);
+int OpIncr(Ctx& c, std::string_view key, int64_t delta, int64_t initial, uint64_t ttl_ms,
+           int64_t* result);
+int OpTouch(Ctx& c, std::string_view key, uint64_t ttl_ms);
+int OpTtl(Ctx& c, std::string_view key, int64_t* ttl_ms);
+int OpClear(Ctx& c);
+int OpScan(Ctx& c, uint64_t* cursor, std::string_view prefix, size_t limit, shmkv_scan_fn fn,
+           void* ctx);
+// Evicts from a size class by its CLOCK hand until `want` blocks were
+// freed or two revolutions passed; returns the number freed.
+uint64_t EvictClass(Ctx& c, uint32_t cls, uint64_t want, uint64_t* last_page);
+
+// Frees or promotes what dead participants left: `dead` has one flag per
+// participant index. Used by RecoverDead.
+void RecoverParticipants(Ctx& c, const std::vector<bool>& dead);
+
+}  // namespace shmkv::internal
+
+#if defined(SHMKV_TESTING)
+namespace shmkv::testing {
+void CrashPoint(const char* name);
+bool SkipReadValidation();
+}  // namespace shmkv::testing
+#define SHMKV_CRASHPOINT(name) ::shmkv::testing::CrashPoint(name)
+#else
+#define SHMKV_CRASHPOINT(name) ((void)0)
+#endif
+
+#endif  // SHMKV_SRC_HANDLE_H_

@@ -1,0 +1,379 @@
+// Processes, participants, liveness and recovery (design-notes §3.5, §6).
+//
+// A process registers by taking the OFD write lock on its record's byte of
+// the segment file, then CASing the record FREE -> ACTIVE. The lock is the
+// liveness signal: the kernel drops it when the process dies, whatever the
+// cause, and it is per open file description, so neither PID reuse nor
+// another fd of the same file can fake it. Each thread of a process gets a
+// participant record on its first call (its id is the owner id in block
+// states); a fork child re-registers on its first call.
+#include <unistd.h>
+
+#include <cstring>
+#include <mutex>
+#include <unordered_map>
+
+#include "handle.h"
+#include "testing.h"
+
+namespace shmkv::internal {
+
+namespace {
+
+thread_local std::string t_last_error;
+
+constexpr uint64_t kCasRange = 1ull << 16;
+
+uint64_t ProcWord(uint64_t st, uint64_t recoverer, uint64_t inc) {
+  return (inc << 24) | (recoverer << 8) | st;
+}
+uint64_t ProcSt(uint64_t w) { return w & 0xff; }
+uint64_t ProcRecoverer(uint64_t w) { return (w >> 8) & 0xffff; }
+uint64_t ProcInc(uint64_t w) { return w >> 24; }
+
+uint64_t PartWord(uint64_t st, uint64_t proc, uint64_t inc) {
+  return (inc << 32) | (proc << 8) | st;
+}
+uint64_t PartSt(uint64_t w) { return w & 0xff; }
+uint64_t PartProc(uint64_t w) { return (w >> 8) & 0xffffff; }
+uint64_t PartInc(uint64_t w) { return w >> 32; }
+
+// Open handles of this process, so that a thread exiting can give back its
+// participants of handles that are still open.
+std::mutex g_handles_mu;
+std::unordered_map<uint64_t, shmkv_t*>& Handles() {
+  static auto* m = new std::unordered_map<uint64_t, shmkv_t*>();
+  return *m;
+}
+
+struct TlsEntry {
+  uint64_t serial;
+  pid_t pid;
+  PartLocal* part;
+};
+
+void ReleaseParticipant(shmkv_t* kv, PartLocal* p);
+
+// The calling thread's participants, one per open handle it used.
+struct TlsParts {
+  TlsEntry e[8];
+  int n = 0;
+  ~TlsParts() {
+    std::lock_guard<std::mutex> g(g_handles_mu);
+    for (int i = 0; i < n; ++i) {
+      auto it = Handles().find(e[i].serial);
+      if (it == Handles().end() || e[i].pid != ::getpid()) continue;
+      shmkv_t* kv = it->second;
+      std::lock_guard<std::mutex> hg(kv->mu);
+      for (size_t k = 0; k < kv->parts.size(); ++k) {
+        if (kv->parts[k].get() != e[i].part) continue;
+        ReleaseParticipant(kv, e[i].part);
+        kv->parts.erase(kv->parts.begin() + static_cast<long>(k));
+        break;
+      }
+    }
+  }
+};
+thread_local TlsParts t_parts;
+
+void FoldStats(const View& v, ParticipantRecord* rec) {
+  for (uint32_t i = 0; i < kStatCount; ++i) {
+    const uint64_t x = LoadRelaxed(&rec->stats[i]);
+    if (x != 0) FetchAdd(&v.hdr->retired[i], x);
+    StoreRelaxed(&rec->stats[i], 0);
+  }
+}
+
+void ReleaseParticipant(shmkv_t* kv, PartLocal* p) {
+  const View& v = kv->v;
+  FoldStats(v, p->rec);
+  StoreRelease(&p->rec->inflight_off, 0);
+  StoreRelease(&p->rec->state, PartWord(kPartFree, 0, PartInc(LoadAcquire(&p->rec->state)) + 1));
+}
+
+}  // namespace
+
+void SetError(const std::string& msg) { t_last_error = msg; }
+void ClearError() { t_last_error.clear(); }
+int Fail(int rc, const std::string& msg) {
+  t_last_error = msg;
+  return rc;
+}
+const char* LastError() { return t_last_error.c_str(); }
+
+int RegisterProcess(shmkv_t* kv) {
+  const View& v = kv->v;
+  const int fd = kv->seg->lock_fd();
+  for (int round = 0; round < 2; ++round) {
+    for (uint64_t i = 0; i < v.n_procs; ++i) {
+      ProcRecord* r = &v.procs[i];
+      uint64_t w = LoadAcquire(&r->state);
+      if (ProcSt(w) != kProcFree) continue;
+      if (!TryLockByte(fd, kProcLockBase + static_cast<off_t>(i))) continue;
+      // Lock first, then publish ACTIVE: an ACTIVE record is always locked
+      // while its process lives.
+      if (!CasWord(&r->state, w, ProcWord(kProcActive, 0, ProcInc(w)))) {
+        UnlockByte(fd, kProcLockBase + static_cast<off_t>(i));
+        continue;
+      }
+      StoreRelaxed(&r->pid, static_cast<uint64_t>(::getpid()));
+      timespec ts;
+      clock_gettime(CLOCK_REALTIME, &ts);
+      StoreRelaxed(&r->attach_realtime_ns,
+                   uint64_t(ts.tv_sec) * 1000000000ull + uint64_t(ts.tv_nsec));
+      kv->proc_index = static_cast<int64_t>(i);
+      kv->pid = ::getpid();
+      return 0;
+    }
+    // Full: records of dead processes may be waiting for recovery.
+    kv->proc_index = -1;
+    uint32_t n = 0;
+    RecoverDead(kv, &n);
+  }
+  return Fail(SHMKV_EBUSY, "too many processes attached: all " + std::to_string(v.n_procs) +
+                               " process records are in use");
+}
+
+namespace {
+
+PartLocal* AcquireParticipant(shmkv_t* kv, int* rc) {
+  const View& v = kv->v;
+  const uint64_t start = (static_cast<uint64_t>(kv->proc_index) * 2) % v.n_parts;
+  for (uint64_t k = 0; k < v.n_parts; ++k) {
+    const uint64_t t = (start + k) % v.n_parts;
+    ParticipantRecord* rec = &v.parts[t];
+    uint64_t w = LoadAcquire(&rec->state);
+    if (PartSt(w) != kPartFree) continue;
+    if (!CasWord(&rec->state, w,
+                 PartWord(kPartActive, static_cast<uint64_t>(kv->proc_index), PartInc(w))))
+      continue;
+    StoreRelaxed(&rec->inflight_off, 0);
+    for (auto& s : rec->stats) StoreRelaxed(&s, 0);
+    auto p = std::make_unique<PartLocal>();
+    p->index = static_cast<uint32_t>(t);
+    p->rec = rec;
+    p->rng = (t + 1) * 0x9E3779B97F4A7C15ull ^ static_cast<uint64_t>(::getpid());
+    PartLocal* raw = p.get();
+    kv->parts.push_back(std::move(p));
+    return raw;
+  }
+  *rc = Fail(SHMKV_EBUSY, "too many threads attached: all " + std::to_string(v.n_parts) +
+                              " participant records are in use");
+  return nullptr;
+}
+
+}  // namespace
+
+PartLocal* CurrentParticipant(shmkv_t* kv, int* rc) {
+  const pid_t pid = ::getpid();
+  TlsParts& tp = t_parts;
+  for (int i = 0; i < tp.n; ++i) {
+    if (tp.e[i].serial == kv->serial && tp.e[i].pid == pid) return tp.e[i].part;
+  }
+  std::lock_guard<std::mutex> g(kv->mu);
+  if (kv->pid != pid) {
+    // A fork child: the inherited lock fd shares its open file description
+    // (and locks) with the parent; take our own and register anew.
+    kv->parts.clear();  // the parent's participants, not ours to release
+    if (int e = kv->seg->ReopenLockFd()) {
+      *rc = Fail(e, "cannot reopen the segment after fork");
+      return nullptr;
+    }
+    if ((*rc = RegisterProcess(kv)) != 0) return nullptr;
+  }
+  PartLocal* p = AcquireParticipant(kv, rc);
+  if (p == nullptr) return nullptr;
+  // Drop entries of closed handles or of the parent process.
+  int n = 0;
+  {
+    std::lock_guard<std::mutex> hg(g_handles_mu);
+    for (int i = 0; i < tp.n; ++i) {
+      if (tp.e[i].pid == pid && Handles().count(tp.e[i].serial)) tp.e[n++] = tp.e[i];
+    }
+  }
+  tp.n = n;
+  if (tp.n == 8) tp.n = 7;  // many handles on one thread: forget the oldest cache entry
+  for (int i = tp.n; i > 0; --i) tp.e[i] = tp.e[i - 1];
+  tp.e[0] = {kv->serial, pid, p};
+  ++tp.n;
+  return p;
+}
+
+void TrackHandle(shmkv_t* kv) {
+  static std::atomic<uint64_t> serial{1};
+  kv->serial = serial.fetch_add(1, std::memory_order_relaxed);
+  std::lock_guard<std::mutex> g(g_handles_mu);
+  Handles()[kv->serial] = kv;
+}
+
+void DetachHandle(shmkv_t* kv) {
+  {
+    std::lock_guard<std::mutex> g(g_handles_mu);
+    Handles().erase(kv->serial);
+  }
+  if (kv->read_only || kv->proc_index < 0 || kv->pid != ::getpid()) return;
+  const View& v = kv->v;
+  for (auto& p : kv->parts) ReleaseParticipant(kv, p.get());
+  kv->parts.clear();
+  ProcRecord* r = &v.procs[kv->proc_index];
+  const uint64_t w = LoadAcquire(&r->state);
+  StoreRelease(&r->state, ProcWord(kProcFree, 0, ProcInc(w) + 1));
+  UnlockByte(kv->seg->lock_fd(), kProcLockBase + kv->proc_index);
+}
+
+uint64_t NextCas(Ctx& c) {
+  PartLocal* p = c.p;
+  if (p->cas_next == p->cas_end) {
+    // One shared fetch_add per 65536 tokens: unique across processes,
+    // almost monotonic (design-notes §3.6).
+    p->cas_next = FetchAdd(&c.v.hdr->cas_next, kCasRange);
+    if (p->cas_next == 0) p->cas_next = 1;
+    p->cas_end = p->cas_next + kCasRange;
+  }
+  return p->cas_next++;
+}
+
+int RecoverDead(shmkv_t* kv, uint32_t* recovered) {
+  const View& v = kv->v;
+  const int fd = kv->seg->lock_fd();
+  const bool registered = kv->proc_index >= 0 && kv->pid == ::getpid();
+  *recovered = 0;
+  std::vector<bool> dead(v.n_parts, false);
+  std::vector<uint64_t> claimed;  // process records we are recovering
+  for (uint64_t i = 0; i < v.n_procs; ++i) {
+    if (registered && static_cast<int64_t>(i) == kv->proc_index) continue;
+    ProcRecord* r = &v.procs[i];
+    uint64_t w = LoadAcquire(&r->state);
+    const uint64_t st = ProcSt(w);
+    if (st == kProcFree) continue;
+    if (ByteLockedByOther(fd, kProcLockBase + static_cast<off_t>(i))) continue;  // alive
+    if (st == kProcRecovering) {
+      const uint64_t by = ProcRecoverer(w);
+      // Another recoverer is at it; take over only if it died too.
+      if (by < v.n_procs && ByteLockedByOther(fd, kProcLockBase + static_cast<off_t>(by)))
+        continue;
+    }
+    // Re-check after the probe: the record may have been freed and reused.
+    if (!CasWord(&r->state, w,
+                 ProcWord(kProcRecovering, registered ? static_cast<uint64_t>(kv->proc_index) : 0xffff,
+                          ProcInc(w))))
+      continue;
+    claimed.push_back(i);
+  }
+  if (claimed.empty()) return 0;
+  for (uint64_t t = 0; t < v.n_parts; ++t) {
+    const uint64_t w = LoadAcquire(&v.parts[t].state);
+    if (PartSt(w) != kPartActive) continue;
+    for (uint64_t i : claimed) dead[t] = dead[t] || PartProc(w) == i;
+  }
+  // No participant of our own: frees by recovery are accounted in the
+  // retired counters, so recovery also works before we registered.
+  Ctx c{kv, v, nullptr, SegmentNowMs(v.epoch_ns, kv->precise)};
+  RecoverParticipants(c, dead);
+  RebuildHints(v);
+  for (uint64_t t = 0; t < v.n_parts; ++t) {
+    if (!dead[t]) continue;
+    ParticipantRecord* rec = &v.parts[t];
+    FoldStats(v, rec);
+    const uint64_t w = LoadAcquire(&rec->state);
+    StoreRelease(&rec->state, PartWord(kPartFree, 0, PartInc(w) + 1));
+  }
+  for (uint64_t i : claimed) {
+    ProcRecord* r = &v.procs[i];
+    const uint64_t w = LoadAcquire(&r->state);
+    StoreRelease(&r->state, ProcWord(kProcFree, 0, ProcInc(w) + 1));
+  }
+  FetchAdd(&v.hdr->recovered, claimed.size());
+  *recovered = static_cast<uint32_t>(claimed.size());
+  return 0;
+}
+
+void SumStats(shmkv_t* kv, shmkv_stats_t* out) {
+  const View& v = kv->v;
+  uint64_t s[16];
+  for (int i = 0; i < 16; ++i) s[i] = LoadRelaxed(&v.hdr->retired[i]);
+  for (uint64_t t = 0; t < v.n_parts; ++t) {
+    if (PartSt(LoadAcquire(&v.parts[t].state)) != kPartActive) continue;
+    for (uint32_t i = 0; i < kStatCount; ++i) s[i] += LoadRelaxed(&v.parts[t].stats[i]);
+  }
+  uint64_t attached = 0;
+  for (uint64_t i = 0; i < v.n_procs; ++i)
+    attached += ProcSt(LoadAcquire(&v.procs[i].state)) == kProcActive;
+  const uint32_t size = out->struct_size;
+  shmkv_stats_t r{};
+  r.struct_size = size;
+  r.memory_bytes = v.hdr->total_size;
+  r.memory_used = static_cast<int64_t>(s[kStatMemUsed]) < 0 ? 0 : s[kStatMemUsed];
+  r.items = static_cast<int64_t>(s[kStatItems]) < 0 ? 0 : s[kStatItems];
+  r.capacity_items = v.hdr->max_items;
+  r.gets = s[kStatGets];
+  r.hits = s[kStatHits];
+  r.misses = s[kStatMisses];
+  r.sets = s[kStatSets];
+  r.deletes = s[kStatDeletes];
+  r.incrs = s[kStatIncrs];
+  r.cas_failures = s[kStatCasFailures];
+  r.evictions = s[kStatEvictions];
+  r.expirations = s[kStatExpirations];
+  r.recovered_processes = LoadRelaxed(&v.hdr->recovered);
+  r.attached_processes = attached;
+  std::memcpy(out, &r, std::min<size_t>(size, sizeof(r)));
+}
+
+int TakeCensus(shmkv_t* kv, Census* out) {
+  *out = Census{};
+  const View& v = kv->v;
+  std::unordered_map<uint64_t, uint32_t> refs;  // block off64 -> references
+  std::unordered_map<std::string, uint32_t> keys;
+  const uint64_t total = v.n_buckets * 4;
+  for (uint64_t i = 0; i < total; ++i) {
+    const SlotWord w = LoadSlot(&v.buckets[i / 4].slot[i % 4]);
+    const uint64_t st = ref::State(w.ref);
+    if (st == kEmpty) continue;
+    if (st == kPending) ++out->slots_pending;
+    if (st == kLive) ++out->slots_live;
+    const uint32_t cls = static_cast<uint32_t>(ref::Class(w.ref));
+    unsigned char* blk = v.BlockAt(ref::Off64(w.ref), cls);
+    const uint64_t page = blk ? v.PageOf(blk) : 0;
+    if (blk == nullptr || LoadAcquire(&v.ptab[page]) != cls + 1) {
+      ++out->bad_slots;
+      continue;
+    }
+    const uint64_t bs = LoadAcquire(reinterpret_cast<uint64_t*>(blk));
+    if (st == kLive && bstate::St(bs) != kLinked) ++out->bad_slots;
+    if (++refs[ref::Off64(w.ref)] == 2) ++out->referenced_twice;
+    if (st == kLive) {
+      const uint64_t lens = LoadRelaxed(reinterpret_cast<uint64_t*>(blk + boff::kLens));
+      const uint16_t klen = static_cast<uint16_t>(lens >> 32);
+      if (klen > v.max_key_len) {
+        ++out->bad_slots;
+        continue;
+      }
+      std::string k(klen, '\0');
+      CopyOut(k.data(), blk, kBlockHeaderSize, klen);
+      if (++keys[k] == 2) ++out->duplicate_keys;
+    }
+  }
+  for (uint64_t page = 0; page < v.n_pages; ++page) {
+    const uint64_t cls1 = LoadAcquire(&v.ptab[page]);
+    if (cls1 == 0 || cls1 > v.n_classes) continue;
+    const uint32_t cls = static_cast<uint32_t>(cls1 - 1);
+    for (uint64_t i = 0; i < v.class_bpp[cls]; ++i) {
+      unsigned char* blk = v.data + (page << v.page_shift) + i * v.class_size[cls];
+      const uint64_t bs = LoadAcquire(reinterpret_cast<uint64_t*>(blk));
+      switch (bstate::St(bs)) {
+        case kFree: ++out->blocks_free; break;
+        case kAlloc: ++out->blocks_alloc; break;
+        case kLinked:
+          ++out->blocks_linked;
+          if (!refs.count(static_cast<uint64_t>(blk - v.base) / 64)) ++out->linked_unreferenced;
+          break;
+        case kKilled: ++out->blocks_killed; break;
+        default: break;
+      }
+    }
+  }
+  return 0;
+}
+
+}  // namespace shmkv::internal

@@ -1,0 +1,971 @@
+#include "table.h"
+
+#include <xxhash.h>
+
+#include <algorithm>
+#include <charconv>
+#include <cstring>
+#include <limits>
+#include <thread>
+
+#include "handle.h"
+
+namespace shmkv::internal {
+
+void View::Init(unsigned char* segment_base) {
+  base = segment_base;
+  hdr = reinterpret_cast<Header*>(base);
+  buckets = reinterpret_cast<Bucket*>(base + hdr->index_off);
+  n_buckets = hdr->n_buckets;
+  ptab = reinterpret_cast<uint64_t*>(base + hdr->ptab_off);
+  bitmaps = reinterpret_cast<uint64_t*>(base + hdr->bitmap_off);
+  bitmap_words = hdr->bitmap_words;
+  data = base + hdr->data_off;
+  data_off = hdr->data_off;
+  n_pages = hdr->n_pages;
+  page_shift = hdr->page_shift;
+  page_size = 1ull << page_shift;
+  n_classes = hdr->n_classes;
+  for (uint32_t c = 0; c < n_classes; ++c) {
+    class_size[c] = hdr->class_size[c];
+    class_bpp[c] = static_cast<uint32_t>(page_size / class_size[c]);
+  }
+  procs = reinterpret_cast<ProcRecord*>(base + hdr->proc_off);
+  n_procs = hdr->n_procs;
+  parts = reinterpret_cast<ParticipantRecord*>(base + hdr->part_off);
+  n_parts = hdr->n_parts;
+  seed = hdr->hash_seed;
+  epoch_ns = hdr->epoch_ns;
+  max_key_len = hdr->max_key_len;
+  max_value_len = hdr->max_value_len;
+  evict_policy = hdr->evict_policy;
+}
+
+KeyHash HashKey(const View& v, const void* key, size_t len) {
+  const XXH128_hash_t h = XXH3_128bits_withSeed(key, len, v.seed);
+  return {h.low64, h.high64};
+}
+
+void BucketsOf(const View& v, const KeyHash& h, uint64_t* b1, uint64_t* b2) {
+  // Lemire's multiply-shift range reduction: any bucket count works.
+  *b1 = ((h.lo & 0xffffffffull) * v.n_buckets) >> 32;
+  *b2 = ((h.lo >> 32) * v.n_buckets) >> 32;
+  if (*b2 == *b1) *b2 = (*b1 + 1) % v.n_buckets;
+}
+
+namespace {
+
+constexpr int kAttempts = 64;  // bounded retries before EBUSY on the insert path
+
+struct Cands {
+  Slot* s[8];
+};
+
+Cands CandidatesOf(const View& v, const KeyHash& h) {
+  uint64_t b1, b2;
+  BucketsOf(v, h, &b1, &b2);
+  Cands c;
+  for (int i = 0; i < 4; ++i) {
+    c.s[i] = &v.buckets[b1].slot[i];
+    c.s[4 + i] = &v.buckets[b2].slot[i];
+  }
+  return c;
+}
+
+uint64_t* StateWord(unsigned char* blk) { return reinterpret_cast<uint64_t*>(blk); }
+
+// Block header fields, read racily (validated by the caller).
+struct BlockMeta {
+  uint64_t cas, hash_lo, expiry;
+  uint32_t hash_hi32, user_flags, vlen;
+  uint16_t klen;
+  uint8_t flags;
+};
+
+BlockMeta ReadMeta(const unsigned char* blk) {
+  auto word = [blk](uint32_t off) {
+    return LoadRelaxed(reinterpret_cast<const uint64_t*>(blk + off));
+  };
+  BlockMeta m;
+  m.cas = word(boff::kCas);
+  m.hash_lo = word(boff::kHashLo);
+  const uint64_t hi = word(boff::kHashHi);
+  m.hash_hi32 = static_cast<uint32_t>(hi);
+  m.user_flags = static_cast<uint32_t>(hi >> 32);
+  const uint64_t lens = word(boff::kLens);
+  m.vlen = static_cast<uint32_t>(lens);
+  m.klen = static_cast<uint16_t>(lens >> 32);
+  m.flags = static_cast<uint8_t>(lens >> 48);
+  m.expiry = word(boff::kExpiry);
+  return m;
+}
+
+void WriteMeta(unsigned char* blk, const KeyHash& h, uint64_t cas, uint32_t user_flags,
+               uint32_t vlen, uint16_t klen, uint8_t flags, uint64_t expiry) {
+  auto put = [blk](uint32_t off, uint64_t v) {
+    StoreRelaxed(reinterpret_cast<uint64_t*>(blk + off), v);
+  };
+  put(boff::kCas, cas);
+  put(boff::kHashLo, h.lo);
+  put(boff::kHashHi, h.hi32() | (uint64_t{user_flags} << 32));
+  put(boff::kLens, vlen | (uint64_t{klen} << 32) | (uint64_t{flags} << 48));
+  put(boff::kExpiry, expiry);
+}
+
+void SetExpiry(unsigned char* blk, uint64_t expiry) {
+  StoreRelaxed(reinterpret_cast<uint64_t*>(blk + boff::kExpiry), expiry);
+}
+
+bool Expired(uint64_t expiry, uint64_t now) { return expiry != 0 && expiry <= now; }
+
+// Re-reads a slot after a racy block read. True iff the slot still holds
+// the same link (version and ref, the CLOCK bit aside): then the block was
+// linked to it for the whole read (Invariant 1, 3, 4).
+bool Unchanged(const Slot* s, const SlotWord& w) {
+#if defined(SHMKV_TESTING)
+  if (shmkv::testing::SkipReadValidation()) return true;
+#endif
+  ReadFence();
+#if defined(SHMKV_TSAN)
+  const uint64_t r2 = LoadAcquire(&s->ref);
+  const uint64_t m2 = LoadAcquire(&s->meta);
+#else
+  const uint64_t r2 = LoadRelaxed(&s->ref);
+  const uint64_t m2 = LoadRelaxed(&s->meta);
+#endif
+  return meta::Version(m2) == meta::Version(w.meta) && ref::WithoutR(r2) == ref::WithoutR(w.ref);
+}
+
+// A validated look at one LIVE slot.
+struct Found {
+  Slot* slot = nullptr;
+  SlotWord w{};
+  unsigned char* blk = nullptr;
+  uint32_t cls = 0;
+  uint64_t gen = 0;
+  BlockMeta m{};
+  bool copied = false;  // value copied into the caller's buffer
+};
+
+enum class Read { kMiss, kHit, kRetry };
+
+// design-notes §4.1: snapshot, racy copy, re-check.
+Read ReadCandidate(const View& v, Slot* s, std::string_view key, const KeyHash& h, void* buf,
+                   size_t cap, Found* f) {
+  const SlotWord w = LoadSlot(s);  // acquire: pairs with the publishing slot CAS
+  if (ref::State(w.ref) != kLive || ref::Tag(w.ref) != h.tag()) return Read::kMiss;
+  const uint32_t cls = static_cast<uint32_t>(ref::Class(w.ref));
+  unsigned char* blk = v.BlockAt(ref::Off64(w.ref), cls);
+  if (blk == nullptr) return Read::kMiss;  // Invariant (7): corrupt slot
+  const BlockMeta m = ReadMeta(blk);
+  const uint64_t st = LoadRelaxed(StateWord(blk));
+  const uint64_t room = v.class_size[cls] - kBlockHeaderSize;
+  bool eq = m.hash_lo == h.lo && m.hash_hi32 == h.hi32() && m.klen == key.size() &&
+            uint64_t{m.klen} + m.vlen <= room;  // clamp before any copy
+  if (eq) eq = EqualRelaxed(blk, kBlockHeaderSize, key.data(), key.size());
+  bool copied = false;
+  if (eq && m.vlen <= cap && (buf != nullptr || m.vlen == 0)) {
+    CopyOut(buf, blk, kBlockHeaderSize + m.klen, m.vlen);
+    copied = true;
+  }
+  if (!Unchanged(s, w)) return Read::kRetry;
+  if (!eq) return Read::kMiss;
+  f->slot = s;
+  f->w = w;
+  f->blk = blk;
+  f->cls = cls;
+  f->gen = bstate::Gen(st);
+  f->m = m;
+  f->copied = copied;
+  return Read::kHit;
+}
+
+// Finds the LIVE entry of key (expired ones included), copying its value
+// into buf when it fits.
+bool FindLive(Ctx& c, std::string_view key, const KeyHash& h, const Cands& cs, void* buf,
+              size_t cap, Found* f) {
+  for (Slot* s : cs.s) {
+    for (;;) {
+      const Read r = ReadCandidate(c.v, s, key, h, buf, cap, f);
+      if (r == Read::kHit) return true;
+      if (r == Read::kMiss) break;
+      CpuRelax();  // a writer changed this slot meanwhile: it made progress
+    }
+  }
+  return false;
+}
+
+// Unlinks a LIVE slot (exactly the word w) and frees its block: delete,
+// eviction, expiry. Invariant (4): the intent word covers the gap between
+// the unlinking CAS and the free.
+bool Unlink(Ctx& c, Slot* s, const SlotWord& w, unsigned char* blk, uint32_t cls, uint64_t gen) {
+  ParticipantRecord* rec = c.p->rec;
+  const uint64_t off64 = ref::Off64(w.ref);
+  StoreRelease(&rec->inflight_gen, gen);
+  // release: the intent is visible before the unlink; recovery reads it.
+  StoreRelease(&rec->inflight_off, off64 + 1);
+  SHMKV_CRASHPOINT("unlink.intent");
+  const bool ok = CasSlot(s, w, {0, meta::Make(meta::Version(w.meta) + 1, 0)});
+  if (ok) {
+    SHMKV_CRASHPOINT("unlink.cas");
+    FreeBlock(c.v, c.p, blk, cls, gen);
+    c.Stat(kStatItems, -1);
+  }
+  StoreRelease(&rec->inflight_off, 0);
+  return ok;
+}
+
+// Lazily reclaims an expired entry found by a reader (design-notes §4.7).
+void ReclaimExpired(Ctx& c, const Found& f) {
+  if (c.p == nullptr) return;  // read-only handles never write
+  if (Unlink(c, f.slot, f.w, f.blk, f.cls, f.gen)) c.Stat(kStatExpirations);
+}
+
+void FillInfo(const Ctx& c, const BlockMeta& m, shmkv_item_info_t* info) {
+  if (info == nullptr) return;
+  info->cas = m.cas;
+  info->ttl_ms = m.expiry == 0 ? -1 : static_cast<int64_t>(m.expiry - c.now);
+  info->user_flags = m.user_flags;
+  info->value_len = m.vlen;
+}
+
+// Sets the CLOCK bit of a slot a reader hit (no version bump, Invariant 1).
+void Reference(Ctx& c, const Found& f) {
+  if (c.p == nullptr || ref::R(f.w.ref)) return;
+  CasSlot(f.slot, f.w, {f.w.ref | ref::kRBit, f.w.meta});  // failure: someone else changed it
+}
+
+// ---- insert_new (design-notes §4.4) --------------------------------------
+
+enum class Ins { kInserted, kExists, kBusy, kNoSpace };
+
+// Validated "does slot word w hold key?"; also returns the block state read
+// inside the validated window. 1 yes, 0 no, -1 the slot changed.
+int KeyIs(const View& v, Slot* s, const SlotWord& w, std::string_view key, const KeyHash& h,
+          unsigned char** blk_out, uint64_t* state_out) {
+  if (ref::Tag(w.ref) != h.tag()) return 0;
+  const uint32_t cls = static_cast<uint32_t>(ref::Class(w.ref));
+  unsigned char* blk = v.BlockAt(ref::Off64(w.ref), cls);
+  if (blk == nullptr) return 0;
+  const BlockMeta m = ReadMeta(blk);
+  bool eq = m.hash_lo == h.lo && m.hash_hi32 == h.hi32() && m.klen == key.size() &&
+            uint64_t{m.klen} <= v.class_size[cls] - kBlockHeaderSize;
+  if (eq) eq = EqualRelaxed(blk, kBlockHeaderSize, key.data(), key.size());
+  *state_out = LoadAcquire(StateWord(blk));
+  *blk_out = blk;
+  if (!Unchanged(s, w)) return -1;
+  return eq ? 1 : 0;
+}
+
+bool HelpPromote(Slot* s, const SlotWord& w) {
+  const uint64_t r = ref::Make(ref::Tag(w.ref), kLive, true, ref::N(w.ref), ref::Class(w.ref),
+                               ref::Off64(w.ref));
+  return CasSlot(s, w, {r, meta::Make(meta::Version(w.meta) + 1, meta::CoarseExp(w.meta))});
+}
+
+bool HelpEmpty(Slot* s, const SlotWord& w) {
+  return CasSlot(s, w, {0, meta::Make(meta::Version(w.meta) + 1, 0)});
+}
+
+// Picks a LIVE candidate to evict for room in the bucket pair
+// (design-notes §4.8): expired first, then an 8-sample CLOCK among what the
+// policy allows. Returns -1 if none; *all_pending when no candidate is LIVE.
+int ChooseVictim(Ctx& c, const Cands& cs, SlotWord* w_out) {
+  const uint32_t now_s = static_cast<uint32_t>(c.now / 1000);
+  const uint32_t policy = c.v.evict_policy;
+  SlotWord w[8];
+  int evictable = -1, unreferenced = -1;
+  const int start = static_cast<int>(c.p->Random() & 7);
+  for (int k = 0; k < 8; ++k) {
+    const int i = (start + k) & 7;
+    w[i] = LoadSlot(cs.s[i]);
+    if (ref::State(w[i].ref) != kLive) continue;
+    const uint32_t cexp = meta::CoarseExp(w[i].meta);
+    if (cexp != 0 && cexp <= now_s) {  // provably expired: any policy
+      *w_out = w[i];
+      return i;
+    }
+    if (policy == SHMKV_EVICT_NONE || ref::N(w[i].ref)) continue;
+    if (policy == SHMKV_EVICT_VOLATILE && cexp == 0) continue;
+    if (evictable < 0) evictable = i;
+    if (!ref::R(w[i].ref) && unreferenced < 0) unreferenced = i;
+  }
+  if (unreferenced >= 0) {
+    *w_out = w[unreferenced];
+    return unreferenced;
+  }
+  if (evictable < 0) return -1;
+  // Every evictable candidate was referenced: second chance for all.
+  for (int i = 0; i < 8; ++i) {
+    if (ref::State(w[i].ref) == kLive && ref::R(w[i].ref))
+      CasSlot(cs.s[i], w[i], {w[i].ref & ~ref::kRBit, w[i].meta});
+  }
+  *w_out = LoadSlot(cs.s[evictable]);
+  return evictable;
+}
+
+// Evicts the LIVE slot word w if it still holds it.
+bool EvictSlot(Ctx& c, Slot* s, const SlotWord& w, bool expired) {
+  if (ref::State(w.ref) != kLive) return false;
+  const uint32_t cls = static_cast<uint32_t>(ref::Class(w.ref));
+  unsigned char* blk = c.v.BlockAt(ref::Off64(w.ref), cls);
+  if (blk == nullptr) return false;
+  const uint64_t st = LoadAcquire(StateWord(blk));
+  if (!Unchanged(s, w) || bstate::St(st) != kLinked) return false;
+  if (!Unlink(c, s, w, blk, cls, bstate::Gen(st))) return false;
+  c.Stat(expired ? kStatExpirations : kStatEvictions);
+  return true;
+}
+
+Ins InsertNew(Ctx& c, std::string_view key, const KeyHash& h, const Cands& cs,
+              unsigned char* blk, uint32_t cls, uint64_t* gen, bool noevict, uint64_t expiry) {
+  const uint64_t me = c.p->index;
+  uint64_t* my_state = StateWord(blk);
+  const uint64_t my_off = static_cast<uint64_t>(blk - c.v.base) / 64;
+  int mys = -1;
+  SlotWord myw{};
+  int tries = 0;
+
+pre:
+  // Existing LIVE entry, or decided pending claims to finish first.
+  for (int i = 0; i < 8; ++i) {
+    const SlotWord w = LoadSlot(cs.s[i]);
+    const uint64_t st = ref::State(w.ref);
+    if (st != kLive && st != kPending) continue;
+    unsigned char* b;
+    uint64_t bs;
+    const int k = KeyIs(c.v, cs.s[i], w, key, h, &b, &bs);
+    if (k < 0) goto pre;
+    if (k == 0) continue;
+    if (st == kLive) return Ins::kExists;
+    if (bstate::St(bs) == kLinked) {
+      HelpPromote(cs.s[i], w);
+      goto pre;
+    }
+    if (bstate::St(bs) == kKilled) HelpEmpty(cs.s[i], w);
+  }
+
+  // claim:
+  for (;;) {
+    int empty = -1;
+    SlotWord ew{};
+    for (int i = 0; i < 8; ++i) {
+      ew = LoadSlot(cs.s[i]);
+      if (ref::State(ew.ref) == kEmpty) {
+        empty = i;
+        break;
+      }
+    }
+    if (empty >= 0) {
+      const SlotWord mine{ref::Make(h.tag(), kPending, false, noevict, cls, my_off),
+                          meta::Make(meta::Version(ew.meta) + 1, CoarseExpiry(expiry))};
+      if (!CasSlot(cs.s[empty], ew, mine)) goto pre;
+      mys = empty;
+      myw = mine;
+      SHMKV_CRASHPOINT("insert.claimed");
+      break;
+    }
+    SlotWord vw;
+    const int victim = ChooseVictim(c, cs, &vw);
+    if (victim >= 0) {
+      const bool expired = meta::CoarseExp(vw.meta) != 0 &&
+                           meta::CoarseExp(vw.meta) <= static_cast<uint32_t>(c.now / 1000);
+      EvictSlot(c, cs.s[victim], vw, expired);
+      if (++tries > kAttempts * 4) return Ins::kBusy;
+      goto pre;
+    }
+    bool any_pending = false;
+    for (Slot* s : cs.s) any_pending |= ref::State(LoadSlot(s).ref) == kPending;
+    if (!any_pending) return Ins::kNoSpace;
+    if (++tries > kAttempts) return Ins::kBusy;
+    std::this_thread::yield();  // 8 concurrent inserts into this pair: back off
+    goto pre;
+  }
+
+decide : {
+  struct Claim {
+    int pos;
+    SlotWord w;
+    unsigned char* blk;
+    uint64_t gen;
+  };
+  Claim list[8];
+  int n = 0;
+  bool mine_listed = false;
+  for (int i = 0; i < 8; ++i) {
+    const SlotWord w = LoadSlot(cs.s[i]);
+    const uint64_t st = ref::State(w.ref);
+    if (st != kLive && st != kPending) continue;
+    unsigned char* b;
+    uint64_t bs;
+    const int k = KeyIs(c.v, cs.s[i], w, key, h, &b, &bs);
+    if (k < 0) goto decide;
+    if (k == 0) continue;
+    if (st == kLive) {
+      if (b == blk) return Ins::kInserted;  // someone promoted our claim
+      goto withdraw;
+    }
+    switch (bstate::St(bs)) {
+      case kLinked:
+        HelpPromote(cs.s[i], w);
+        if (b == blk) return Ins::kInserted;
+        goto withdraw;
+      case kKilled:
+        HelpEmpty(cs.s[i], w);
+        if (b == blk) goto reclaim;
+        continue;
+      case kAlloc:
+        list[n++] = {i, w, b, bstate::Gen(bs)};
+        mine_listed |= b == blk;
+        continue;
+      default:
+        continue;  // a FREE block under a PENDING slot: corrupt, ignore
+    }
+  }
+  if (!mine_listed) {  // our claim is gone: our block state says why
+    const uint64_t bs = LoadAcquire(my_state);
+    if (bstate::St(bs) == kLinked) return Ins::kInserted;
+    if (bstate::St(bs) == kKilled) goto reclaim;
+    goto decide;
+  }
+  // The lowest position wins; kill every higher claim first.
+  for (int j = 1; j < n; ++j) {
+    uint64_t* xs = StateWord(list[j].blk);
+    uint64_t cur = LoadAcquire(xs);
+    if (bstate::St(cur) == kLinked && bstate::Gen(cur) == list[j].gen) goto decide;
+    if (bstate::St(cur) == kAlloc && bstate::Gen(cur) == list[j].gen)
+      CasWord(xs, cur, bstate::Make(kKilled, bstate::Owner(cur), list[j].gen));
+    cur = LoadAcquire(xs);
+    if (bstate::St(cur) == kKilled && bstate::Gen(cur) == list[j].gen)
+      HelpEmpty(cs.s[list[j].pos], list[j].w);
+  }
+  SHMKV_CRASHPOINT("insert.killed");
+  {
+    uint64_t* ms = StateWord(list[0].blk);
+    uint64_t cur = LoadAcquire(ms);
+    if (bstate::St(cur) == kAlloc && bstate::Gen(cur) == list[0].gen &&
+        CasWord(ms, cur, bstate::Make(kLinked, bstate::Owner(cur), list[0].gen))) {
+      SHMKV_CRASHPOINT("insert.decided");
+      HelpPromote(cs.s[list[0].pos], list[0].w);
+    }
+  }
+  goto decide;
+}
+
+withdraw : {  // another claim won
+  uint64_t bs = LoadAcquire(my_state);
+  if (bstate::St(bs) == kAlloc) CasWord(my_state, bs, bstate::Make(kKilled, me, *gen));
+  bs = LoadAcquire(my_state);
+  if (bstate::St(bs) == kLinked) return Ins::kInserted;  // promoted, then overwritten
+  HelpEmpty(cs.s[mys], myw);
+  uint64_t killed = bstate::Make(kKilled, me, *gen);
+  *gen = (*gen + 1) & bstate::kGenMask;
+  CasWord(my_state, killed, bstate::Make(kAlloc, me, *gen));
+  return Ins::kExists;
+}
+
+reclaim : {  // we were killed: keep the block and try again
+  HelpEmpty(cs.s[mys], myw);
+  uint64_t killed = bstate::Make(kKilled, me, *gen);
+  *gen = (*gen + 1) & bstate::kGenMask;
+  CasWord(my_state, killed, bstate::Make(kAlloc, me, *gen));
+  mys = -1;
+  if (++tries > kAttempts * 4) return Ins::kBusy;
+  goto pre;
+}
+}
+
+// ---- the update path (design-notes §4.3) ---------------------------------
+
+// Swaps our new block for the one f found. True on success (the old block
+// is freed); false if the slot changed (our block is ALLOC again).
+bool Replace(Ctx& c, const Found& f, unsigned char* blk, uint32_t cls, uint64_t gen,
+             const KeyHash& h, bool noevict, uint64_t expiry) {
+  ParticipantRecord* rec = c.p->rec;
+  uint64_t* st = StateWord(blk);
+  const uint64_t me = c.p->index;
+  uint64_t expect = bstate::Make(kAlloc, me, gen);
+  CasWord(st, expect, bstate::Make(kLinked, me, gen));
+  SHMKV_CRASHPOINT("update.linked");
+  StoreRelease(&rec->inflight_gen, f.gen);
+  StoreRelease(&rec->inflight_off, ref::Off64(f.w.ref) + 1);  // release: intent before unlink
+  const uint64_t off64 = static_cast<uint64_t>(blk - c.v.base) / 64;
+  const SlotWord nw{ref::Make(h.tag(), kLive, true, noevict, cls, off64),
+                    meta::Make(meta::Version(f.w.meta) + 1, CoarseExpiry(expiry))};
+  const bool ok = CasSlot(f.slot, f.w, nw);
+  if (ok) {
+    SHMKV_CRASHPOINT("update.swapped");
+    FreeBlock(c.v, c.p, f.blk, f.cls, f.gen);
+  } else {
+    expect = bstate::Make(kLinked, me, gen);
+    CasWord(st, expect, bstate::Make(kAlloc, me, gen));
+  }
+  StoreRelease(&rec->inflight_off, 0);
+  return ok;
+}
+
+struct NewBlock {
+  unsigned char* blk = nullptr;
+  uint32_t cls = 0;
+  uint64_t gen = 0;
+};
+
+int MakeBlock(Ctx& c, std::string_view key, const KeyHash& h, std::string_view val,
+              uint32_t user_flags, bool noevict, uint64_t expiry, NewBlock* nb, uint64_t* cas) {
+  const int cls = ClassFor(c.v, kBlockHeaderSize + key.size() + val.size());
+  if (cls < 0) return Fail(SHMKV_EVALTOOBIG, "value does not fit the largest size class");
+  int rc = 0;
+  nb->blk = Alloc(c, static_cast<uint32_t>(cls), &nb->gen, &rc);
+  if (nb->blk == nullptr) return rc;
+  nb->cls = static_cast<uint32_t>(cls);
+  *cas = NextCas(c);
+  WriteMeta(nb->blk, h, *cas, user_flags, static_cast<uint32_t>(val.size()),
+            static_cast<uint16_t>(key.size()), noevict ? kBlockFlagNoEvict : 0, expiry);
+  CopyIn(nb->blk, kBlockHeaderSize, key.data(), key.size());
+  CopyIn(nb->blk, kBlockHeaderSize + key.size(), val.data(), val.size());
+  return 0;
+}
+
+void Discard(Ctx& c, const NewBlock& nb) { FreeBlock(c.v, c.p, nb.blk, nb.cls, nb.gen); }
+
+int InsertResult(Ins r) {
+  if (r == Ins::kNoSpace)
+    return Fail(SHMKV_ENOSPC, "no room: every candidate slot holds an entry that may not be evicted");
+  return Fail(SHMKV_EBUSY, "all candidate slots are being inserted into concurrently; retry");
+}
+
+// Formats and parses the decimal values of incr.
+bool ParseDecimal(const char* p, size_t n, int64_t* out) {
+  if (n == 0 || n > 20) return false;
+  size_t i = 0;
+  const bool neg = p[0] == '-';
+  if (neg) ++i;
+  const size_t digits = n - i;
+  if (digits == 0 || digits > 19) return false;
+  // Accumulate negatively so that INT64_MIN parses.
+  int64_t v = 0;
+  for (; i < n; ++i) {
+    if (p[i] < '0' || p[i] > '9') return false;
+    const int d = p[i] - '0';
+    if (v < (std::numeric_limits<int64_t>::min() + d) / 10) return false;
+    v = v * 10 - d;
+  }
+  if (!neg) {
+    if (v == std::numeric_limits<int64_t>::min()) return false;
+    v = -v;
+  }
+  *out = v;
+  return true;
+}
+
+}  // namespace
+
+// ---- verbs ---------------------------------------------------------------
+
+int OpGet(Ctx& c, std::string_view key, void* buf, size_t buf_len, size_t* val_len,
+          shmkv_item_info_t* info) {
+  const KeyHash h = HashKey(c.v, key.data(), key.size());
+  const Cands cs = CandidatesOf(c.v, h);
+  Found f;
+  c.Stat(kStatGets);
+  if (!FindLive(c, key, h, cs, buf, buf_len, &f) || Expired(f.m.expiry, c.now)) {
+    if (f.slot != nullptr && Expired(f.m.expiry, c.now)) ReclaimExpired(c, f);
+    c.Stat(kStatMisses);
+    return SHMKV_ENOTFOUND;
+  }
+  c.Stat(kStatHits);
+  Reference(c, f);
+  *val_len = f.m.vlen;
+  FillInfo(c, f.m, info);
+  if (!f.copied) return SHMKV_ETOOSMALL;
+  return 0;
+}
+
+int OpGetString(Ctx& c, std::string_view key, std::string* out, shmkv_item_info_t* info) {
+  const KeyHash h = HashKey(c.v, key.data(), key.size());
+  const Cands cs = CandidatesOf(c.v, h);
+  c.Stat(kStatGets);
+  for (;;) {
+    Found f;
+    if (out->capacity() == 0) out->reserve(64);
+    out->resize(out->capacity());
+    if (!FindLive(c, key, h, cs, out->data(), out->size(), &f) || Expired(f.m.expiry, c.now)) {
+      if (f.slot != nullptr && Expired(f.m.expiry, c.now)) ReclaimExpired(c, f);
+      out->clear();
+      c.Stat(kStatMisses);
+      return SHMKV_ENOTFOUND;
+    }
+    if (!f.copied) {
+      out->resize(f.m.vlen);  // too small: grow and read again
+      continue;
+    }
+    out->resize(f.m.vlen);
+    c.Stat(kStatHits);
+    Reference(c, f);
+    FillInfo(c, f.m, info);
+    return 0;
+  }
+}
+
+int OpStore(Ctx& c, std::string_view key, std::string_view val, const shmkv_write_opts_t& o,
+            uint64_t* new_cas) {
+  const KeyHash h = HashKey(c.v, key.data(), key.size());
+  const Cands cs = CandidatesOf(c.v, h);
+  const bool noevict = o.flags & SHMKV_WRITE_NOEVICT;
+  const bool keepttl = o.flags & SHMKV_WRITE_KEEPTTL;
+  uint64_t expiry = (!keepttl && o.ttl_ms) ? c.now + o.ttl_ms : 0;
+  NewBlock nb;
+  uint64_t cas = 0;
+  if (int rc = MakeBlock(c, key, h, val, o.user_flags, noevict, expiry, &nb, &cas)) return rc;
+  for (int attempt = 0;; ++attempt) {
+    Found f;
+    bool live = FindLive(c, key, h, cs, nullptr, 0, &f);
+    if (live && Expired(f.m.expiry, c.now)) {
+      if (o.mode == SHMKV_REPLACE || o.expect_cas != 0) {
+        ReclaimExpired(c, f);
+        live = false;
+      }
+    }
+    if (live && !Expired(f.m.expiry, c.now)) {
+      if (o.mode == SHMKV_ADD) {
+        Discard(c, nb);
+        return Fail(SHMKV_EEXIST, "key exists (ADD)");
+      }
+      if (o.expect_cas != 0 && f.m.cas != o.expect_cas) {
+        Discard(c, nb);
+        c.Stat(kStatCasFailures);
+        return Fail(SHMKV_ECAS, "cas token mismatch: the key changed");
+      }
+    }
+    if (live) {  // update path (an expired entry is replaced in place too)
+      const uint64_t e = keepttl && !Expired(f.m.expiry, c.now) ? f.m.expiry : expiry;
+      SetExpiry(nb.blk, e);
+      if (Replace(c, f, nb.blk, nb.cls, nb.gen, h, noevict, e)) {
+        if (Expired(f.m.expiry, c.now)) c.Stat(kStatExpirations);
+        c.Stat(kStatSets);
+        if (new_cas) *new_cas = cas;
+        return 0;
+      }
+      continue;
+    }
+    if (o.mode == SHMKV_REPLACE || o.expect_cas != 0) {
+      Discard(c, nb);
+      return Fail(SHMKV_ENOTFOUND, "key not found");
+    }
+    SetExpiry(nb.blk, expiry);
+    const Ins r = InsertNew(c, key, h, cs, nb.blk, nb.cls, &nb.gen, noevict, expiry);
+    if (r == Ins::kInserted) {
+      c.Stat(kStatItems);
+      c.Stat(kStatSets);
+      if (new_cas) *new_cas = cas;
+      return 0;
+    }
+    if (r == Ins::kExists) continue;  // a concurrent insert won: update it (or EEXIST)
+    Discard(c, nb);
+    return InsertResult(r);
+  }
+}
+
+int OpDelete(Ctx& c, std::string_view key, uint64_t expect_cas) {
+  const KeyHash h = HashKey(c.v, key.data(), key.size());
+  const Cands cs = CandidatesOf(c.v, h);
+  for (;;) {
+    Found f;
+    if (!FindLive(c, key, h, cs, nullptr, 0, &f)) return Fail(SHMKV_ENOTFOUND, "key not found");
+    if (Expired(f.m.expiry, c.now)) {
+      ReclaimExpired(c, f);
+      return Fail(SHMKV_ENOTFOUND, "key not found");
+    }
+    if (expect_cas != 0 && f.m.cas != expect_cas) {
+      c.Stat(kStatCasFailures);
+      return Fail(SHMKV_ECAS, "cas token mismatch: the key changed");
+    }
+    if (Unlink(c, f.slot, f.w, f.blk, f.cls, f.gen)) {
+      c.Stat(kStatDeletes);
+      return 0;
+    }
+  }
+}
+
+int OpIncr(Ctx& c, std::string_view key, int64_t delta, int64_t initial, uint64_t ttl_ms,
+           int64_t* result) {
+  const KeyHash h = HashKey(c.v, key.data(), key.size());
+  const Cands cs = CandidatesOf(c.v, h);
+  c.Stat(kStatIncrs);
+  for (;;) {
+    Found f;
+    char cur[24];
+    const bool found = FindLive(c, key, h, cs, cur, 20, &f);
+    const bool live = found && !Expired(f.m.expiry, c.now);
+    int64_t next = initial;
+    uint64_t expiry = ttl_ms ? c.now + ttl_ms : 0;
+    uint32_t user_flags = 0;
+    bool noevict = false;
+    if (live) {
+      int64_t v;
+      if (!f.copied || !ParseDecimal(cur, f.m.vlen, &v))
+        return Fail(SHMKV_ENOTNUM, "value is not a decimal 64-bit integer");
+      if (__builtin_add_overflow(v, delta, &next))
+        return Fail(SHMKV_EOVERFLOW, "incr would overflow a signed 64-bit integer");
+      expiry = f.m.expiry;
+      user_flags = f.m.user_flags;
+      noevict = f.m.flags & kBlockFlagNoEvict;
+    }
+    char text[24];
+    const auto tr = std::to_chars(text, text + sizeof(text), next);
+    const std::string_view val(text, static_cast<size_t>(tr.ptr - text));
+    NewBlock nb;
+    uint64_t cas;
+    if (int rc = MakeBlock(c, key, h, val, user_flags, noevict, expiry, &nb, &cas)) return rc;
+    if (found) {
+      if (Replace(c, f, nb.blk, nb.cls, nb.gen, h, noevict, expiry)) {
+        if (!live) c.Stat(kStatExpirations);
+        if (result) *result = next;
+        return 0;
+      }
+      Discard(c, nb);
+      continue;
+    }
+    const Ins r = InsertNew(c, key, h, cs, nb.blk, nb.cls, &nb.gen, noevict, expiry);
+    if (r == Ins::kInserted) {
+      c.Stat(kStatItems);
+      if (result) *result = next;
+      return 0;
+    }
+    Discard(c, nb);
+    if (r == Ins::kNoSpace) return InsertResult(r);
+    if (r == Ins::kBusy) std::this_thread::yield();  // incr never returns EBUSY
+  }
+}
+
+int OpTouch(Ctx& c, std::string_view key, uint64_t ttl_ms) {
+  const KeyHash h = HashKey(c.v, key.data(), key.size());
+  const Cands cs = CandidatesOf(c.v, h);
+  std::string val;
+  for (;;) {
+    Found f;
+    val.resize(val.capacity());
+    if (!FindLive(c, key, h, cs, val.data(), val.size(), &f))
+      return Fail(SHMKV_ENOTFOUND, "key not found");
+    if (Expired(f.m.expiry, c.now)) {
+      ReclaimExpired(c, f);
+      return Fail(SHMKV_ENOTFOUND, "key not found");
+    }
+    if (!f.copied) {
+      val.resize(f.m.vlen);
+      continue;
+    }
+    val.resize(f.m.vlen);
+    const uint64_t expiry = ttl_ms ? c.now + ttl_ms : 0;
+    const bool noevict = f.m.flags & kBlockFlagNoEvict;
+    NewBlock nb;
+    uint64_t cas;
+    if (int rc = MakeBlock(c, key, h, val, f.m.user_flags, noevict, expiry, &nb, &cas)) return rc;
+    // The copy is exact iff the slot is unchanged, which the swap checks.
+    if (Replace(c, f, nb.blk, nb.cls, nb.gen, h, noevict, expiry)) return 0;
+    Discard(c, nb);
+  }
+}
+
+int OpTtl(Ctx& c, std::string_view key, int64_t* ttl_ms) {
+  const KeyHash h = HashKey(c.v, key.data(), key.size());
+  const Cands cs = CandidatesOf(c.v, h);
+  Found f;
+  if (!FindLive(c, key, h, cs, nullptr, 0, &f)) return Fail(SHMKV_ENOTFOUND, "key not found");
+  if (Expired(f.m.expiry, c.now)) {
+    ReclaimExpired(c, f);
+    return Fail(SHMKV_ENOTFOUND, "key not found");
+  }
+  *ttl_ms = f.m.expiry == 0 ? -1 : static_cast<int64_t>(f.m.expiry - c.now);
+  return 0;
+}
+
+int OpClear(Ctx& c) {
+  const uint64_t total = c.v.n_buckets * 4;
+  for (uint64_t i = 0; i < total; ++i) {
+    Slot* s = &c.v.buckets[i / 4].slot[i % 4];
+    for (;;) {
+      const SlotWord w = LoadSlot(s);
+      if (ref::State(w.ref) != kLive) break;  // PENDING inserts land after the clear
+      const uint32_t cls = static_cast<uint32_t>(ref::Class(w.ref));
+      unsigned char* blk = c.v.BlockAt(ref::Off64(w.ref), cls);
+      if (blk == nullptr) break;
+      const uint64_t st = LoadAcquire(StateWord(blk));
+      if (!Unchanged(s, w)) continue;
+      if (Unlink(c, s, w, blk, cls, bstate::Gen(st))) c.Stat(kStatDeletes);
+    }
+  }
+  return 0;
+}
+
+int OpScan(Ctx& c, uint64_t* cursor, std::string_view prefix, size_t limit, shmkv_scan_fn fn,
+           void* ctx) {
+  const uint64_t total = c.v.n_buckets * 4;
+  uint64_t i = *cursor;
+  if (i >= total) {
+    *cursor = 0;
+    return 0;
+  }
+  const uint64_t end = std::min<uint64_t>(total, i + limit);
+  std::string key;
+  key.resize(c.v.max_key_len);
+  for (; i < end; ++i) {
+    Slot* s = &c.v.buckets[i / 4].slot[i % 4];
+    for (;;) {
+      const SlotWord w = LoadSlot(s);
+      if (ref::State(w.ref) != kLive) break;
+      const uint32_t cls = static_cast<uint32_t>(ref::Class(w.ref));
+      unsigned char* blk = c.v.BlockAt(ref::Off64(w.ref), cls);
+      if (blk == nullptr) break;
+      const BlockMeta m = ReadMeta(blk);
+      const bool sane = m.klen >= 1 && m.klen <= c.v.max_key_len &&
+                        uint64_t{m.klen} + m.vlen <= c.v.class_size[cls] - kBlockHeaderSize;
+      if (sane) CopyOut(key.data(), blk, kBlockHeaderSize, m.klen);
+      if (!Unchanged(s, w)) continue;
+      if (!sane || Expired(m.expiry, c.now)) break;
+      if (prefix.size() > m.klen || std::memcmp(key.data(), prefix.data(), prefix.size()) != 0)
+        break;
+      shmkv_item_info_t info{};
+      info.struct_size = sizeof(info);
+      FillInfo(c, m, &info);
+      // The callback runs on a validated private copy of the key.
+      if (fn(key.data(), m.klen, &info, ctx) != 0) {
+        *cursor = i + 1 >= total ? 0 : i + 1;
+        return 0;
+      }
+      break;
+    }
+  }
+  *cursor = end >= total ? 0 : end;
+  return 0;
+}
+
+uint64_t EvictClass(Ctx& c, uint32_t cls, uint64_t want, uint64_t* last_page) {
+  const View& v = c.v;
+  const uint64_t bpp = v.class_bpp[cls];
+  const uint64_t positions = v.n_pages * bpp;
+  const uint32_t now_s = static_cast<uint32_t>(c.now / 1000);
+  const uint32_t policy = v.evict_policy;
+  uint64_t freed = 0;
+  constexpr uint64_t kBatch = 32;
+  for (uint64_t scanned = 0; scanned < 2 * positions && freed < want; scanned += kBatch) {
+    const uint64_t base = FetchAdd(&v.hdr->class_hand[cls], kBatch);
+    for (uint64_t k = 0; k < kBatch && freed < want; ++k) {
+      const uint64_t pos = (base + k) % positions;
+      const uint64_t page = pos / bpp;
+      if (LoadRelaxed(&v.ptab[page]) != cls + 1) continue;
+      unsigned char* blk = v.data + (page << v.page_shift) + (pos % bpp) * v.class_size[cls];
+      const uint64_t st = LoadAcquire(StateWord(blk));
+      if (bstate::St(st) != kLinked) continue;
+      const BlockMeta m = ReadMeta(blk);
+      if (LoadAcquire(StateWord(blk)) != st) continue;
+      const KeyHash h{m.hash_lo, uint64_t{m.hash_hi32} << 32};
+      const Cands cs = CandidatesOf(v, h);
+      const uint64_t off64 = static_cast<uint64_t>(blk - v.base) / 64;
+      for (Slot* s : cs.s) {
+        const SlotWord w = LoadSlot(s);
+        if (ref::State(w.ref) != kLive || ref::Off64(w.ref) != off64) continue;
+        const uint32_t cexp = meta::CoarseExp(w.meta);
+        const bool expired = (cexp != 0 && cexp <= now_s) || Expired(m.expiry, c.now);
+        if (!expired) {
+          if (policy == SHMKV_EVICT_NONE || ref::N(w.ref)) break;
+          if (policy == SHMKV_EVICT_VOLATILE && cexp == 0) break;
+          if (ref::R(w.ref)) {  // second chance
+            CasSlot(s, w, {w.ref & ~ref::kRBit, w.meta});
+            break;
+          }
+        }
+        if (Unlink(c, s, w, blk, cls, bstate::Gen(st))) {
+          c.Stat(expired ? kStatExpirations : kStatEvictions);
+          ++freed;
+          *last_page = page;
+        }
+        break;
+      }
+    }
+  }
+  return freed;
+}
+
+// ---- recovery (design-notes §6.3) ----------------------------------------
+
+namespace {
+
+// Finds the slot that references blk (PENDING or LIVE), if any.
+bool FindReference(const View& v, unsigned char* blk, uint64_t st, Slot** slot, SlotWord* w) {
+  const BlockMeta m = ReadMeta(blk);
+  if (LoadAcquire(StateWord(blk)) != st) return true;  // changed: someone is acting on it
+  const KeyHash h{m.hash_lo, uint64_t{m.hash_hi32} << 32};
+  const Cands cs = CandidatesOf(v, h);
+  const uint64_t off64 = static_cast<uint64_t>(blk - v.base) / 64;
+  for (Slot* s : cs.s) {
+    const SlotWord x = LoadSlot(s);
+    const uint64_t state = ref::State(x.ref);
+    if ((state == kLive || state == kPending) && ref::Off64(x.ref) == off64) {
+      *slot = s;
+      *w = x;
+      return true;
+    }
+  }
+  return false;
+}
+
+}  // namespace
+
+void RecoverParticipants(Ctx& c, const std::vector<bool>& dead) {
+  const View& v = c.v;
+  // (a) unlink intents: the block a dead participant unlinked but had not
+  // freed. Referenced blocks are left: the unlink never happened.
+  for (uint64_t t = 0; t < v.n_parts; ++t) {
+    if (!dead[t]) continue;
+    ParticipantRecord* rec = &v.parts[t];
+    const uint64_t off1 = LoadAcquire(&rec->inflight_off);
+    if (off1 == 0) continue;
+    const uint64_t gen = LoadAcquire(&rec->inflight_gen);
+    const uint64_t off = (off1 - 1) * 64;
+    if (off < v.data_off || off >= v.data_off + (v.n_pages << v.page_shift)) continue;
+    unsigned char* blk = v.base + off;
+    const uint64_t page = v.PageOf(blk);
+    const uint64_t cls1 = LoadAcquire(&v.ptab[page]);
+    if (cls1 == 0 || cls1 > v.n_classes) continue;
+    const uint32_t cls = static_cast<uint32_t>(cls1 - 1);
+    if (v.BlockAt(off1 - 1, cls) == nullptr) continue;
+    const uint64_t st = LoadAcquire(StateWord(blk));
+    Slot* s;
+    SlotWord w;
+    if (bstate::Gen(st) == gen && bstate::St(st) != kFree && !FindReference(v, blk, st, &s, &w))
+      FreeBlock(v, c.p, blk, cls, gen);
+    StoreRelease(&rec->inflight_off, 0);
+  }
+  // (b) every block a dead participant owns (Invariant 5).
+  for (uint64_t page = 0; page < v.n_pages; ++page) {
+    const uint64_t cls1 = LoadAcquire(&v.ptab[page]);
+    if (cls1 == 0 || cls1 > v.n_classes) continue;
+    const uint32_t cls = static_cast<uint32_t>(cls1 - 1);
+    const uint64_t size = v.class_size[cls];
+    for (uint64_t i = 0; i < v.class_bpp[cls]; ++i) {
+      unsigned char* blk = v.data + (page << v.page_shift) + i * size;
+      uint64_t st = LoadAcquire(StateWord(blk));
+      if (bstate::St(st) == kFree || !dead[bstate::Owner(st)]) continue;
+      const uint64_t gen = bstate::Gen(st);
+      Slot* s = nullptr;
+      SlotWord w{};
+      bool referenced = FindReference(v, blk, st, &s, &w);
+      if (referenced && s != nullptr && ref::State(w.ref) == kPending) {
+        if (bstate::St(st) == kAlloc)  // undecided claim of a dead owner: kill it
+          CasWord(StateWord(blk), st, bstate::Make(kKilled, bstate::Owner(st), gen));
+        st = LoadAcquire(StateWord(blk));
+        if (bstate::St(st) == kLinked && bstate::Gen(st) == gen) {
+          HelpPromote(s, w);
+        } else if (bstate::St(st) == kKilled && bstate::Gen(st) == gen) {
+          HelpEmpty(s, w);
+        }
+        referenced = FindReference(v, blk, st, &s, &w);
+      }
+      if (!referenced) FreeBlock(v, c.p, blk, cls, gen);
+      // Referenced LIVE blocks are live data: the stale owner id is harmless.
+    }
+  }
+}
+
+}  // namespace shmkv::internal

@@ -1,0 +1,157 @@
+// The index and its protocols.
+//
+// OVERVIEW. One segment holds a set-associative index and a data area of
+// blocks. Every key hashes (XXH3-128, seeded per segment) to two buckets;
+// a bucket is one cache line of four 16-byte slots, so a key lives in one of
+// 8 candidate slots and never moves: no probe chains, no tombstones, no
+// rehash. A slot points to a block that holds the key, the value and its
+// metadata. Processes read and write the segment directly; no operation
+// waits for another process (DESIGN.md §3.1).
+//
+// LAYOUT (offsets from the segment base; details in layout.h)
+//   Header        4 KiB: magic, layout version, ABI fingerprint, geometry,
+//                 hash seed, clock epoch, boot id; cas ranges, CLOCK hands
+//   ProcRecord    [n_procs]  64 B: one per attached process (OFD lock byte)
+//   Participant   [n_parts] 192 B: one per thread of a process; owner id of
+//                 blocks, unlink intent, stats counters (single writer)
+//   Bucket        [n_buckets] 64 B = Slot[4]; slot = ref | meta (16 B)
+//   Page table    [n_pages] class of each page, assigned once by CAS
+//   Page bitmaps  one bit a block: "probably in use" (hint only)
+//   Data          [n_pages] pages carved into one size class each
+//
+// READ (get). Load meta then ref of each candidate (acquire); if LIVE with
+// the key's tag, copy the block (relaxed atomic loads; any byte may be
+// garbage if the block is being recycled, so every length is clamped to the
+// class size first), then fence and re-load the slot: the copy is valid iff
+// the slot is unchanged (Invariant 1 + 3). Readers write nothing to shared
+// memory, except setting a cleared CLOCK bit once per revolution.
+//
+// UPDATE (set of a present key, delete, evict, expire, touch, incr). Write a
+// whole new block (copy-on-write), mark it LINKED, record the old block in
+// the participant's intent word, then one 16-byte CAS swaps the slot and
+// bumps its version; whoever unlinked a block frees it (CAS on its state).
+//
+// INSERT of an absent key (insert_new, design-notes §4.4). Claim an EMPTY
+// candidate as PENDING (invisible to readers, block complete), then decide
+// among all PENDING claims for the key with a CAS on each claim's *block*
+// state: ALLOC -> LINKED wins, ALLOC -> KILLED loses. The lowest canonical
+// position wins; a decider kills every higher claim before linking the
+// lowest; anyone can finish either outcome (promote PENDING -> LIVE, or
+// empty a KILLED claim), so a stopped or dead inserter blocks nobody.
+//
+// INVARIANTS (cited in the code as "Invariant (n)")
+//  (1) A slot's state, tag and block offset change only by a 16-byte CAS
+//      that increments its version. Only the CLOCK bit R changes alone.
+//  (2) A LIVE slot points to a LINKED block of the slot's class whose key
+//      hashes to this slot's bucket pair; at most one LIVE slot per key.
+//  (3) A linked block is never written (its bytes are immutable until the
+//      unlink that bumps the slot version), so a validated copy is exact.
+//  (4) A block is freed only after the CAS that made it unreachable, by the
+//      participant that did that CAS (or by recovery, if it died: its
+//      intent word names the block). free is a CAS on (state, gen), so it
+//      happens once; gen changes on every reuse, so stale frees fail.
+//  (5) Ownership is recorded in the same CAS that acquires a block (owner
+//      id in the state word), so every block a dead process held is found
+//      by scanning block states for its participant ids.
+//  (6) PENDING slots are never returned, evicted or counted as items.
+//  (7) Every offset and length read from shared memory is bounds-checked
+//      before use (a corrupted segment gives wrong answers or EBADSEG,
+//      never an out-of-bounds access).
+//
+// DEAD PROCESSES. A process holds an OFD lock on its byte of the segment
+// file; the kernel drops it on death. shmkv_recover (any process; later the
+// janitor) finds records whose lock is gone and, for each participant of
+// the dead process: frees the block of its unlink intent if nothing
+// references it; for each block it owns (full scan of block states): an
+// undecided PENDING claim is killed and emptied, a decided one promoted,
+// an unreferenced ALLOC/LINKED/KILLED block freed; then folds its stats
+// into the retired counters and frees the records. Every step is an
+// idempotent CAS, so two recoverers or a recoverer that dies are harmless.
+//
+// TRADE-OFFS. Copy-on-write makes every write allocate (incr included:
+// counters are decimal ASCII values), in exchange for one validation rule
+// for every read and a cas token that changes on every write. A bucket
+// pair at load 0.75 loses about 0.3 % of inserts to premature eviction
+// (design-notes §3.3). Capacity is fixed at creation; a page keeps its size
+// class once assigned, so a workload whose sizes shift after the data area
+// filled evicts within the classes it has (rebalancing pages between
+// classes is the janitor's job). Value sizes are capped so that at least
+// 16 pages fit in the data area.
+//
+// VERSIONING. Any change to layout.h bumps kLayoutVersion; segments of
+// another version, ABI fingerprint or size are refused with SHMKV_EBADSEG.
+#ifndef SHMKV_SRC_TABLE_H_
+#define SHMKV_SRC_TABLE_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "atomics.h"
+#include "layout.h"
+#include "shmkv/shmkv.h"
+
+namespace shmkv::internal {
+
+// Process-local view of a mapped, validated segment.
+struct View {
+  unsigned char* base = nullptr;
+  Header* hdr = nullptr;
+  Bucket* buckets = nullptr;
+  uint64_t n_buckets = 0;
+  uint64_t* ptab = nullptr;
+  uint64_t* bitmaps = nullptr;
+  uint64_t bitmap_words = 0;
+  unsigned char* data = nullptr;
+  uint64_t data_off = 0;
+  uint64_t n_pages = 0;
+  uint32_t page_shift = 0;
+  uint64_t page_size = 0;
+  uint32_t n_classes = 0;
+  uint32_t class_size[kMaxClasses] = {};
+  uint32_t class_bpp[kMaxClasses] = {};  // blocks per page
+  ProcRecord* procs = nullptr;
+  uint64_t n_procs = 0;
+  ParticipantRecord* parts = nullptr;
+  uint64_t n_parts = 0;
+  uint64_t seed = 0;
+  uint64_t epoch_ns = 0;
+  uint32_t max_key_len = 0, max_value_len = 0, evict_policy = 0;
+
+  void Init(unsigned char* segment_base);
+
+  // Block at a 64-byte offset from the segment base, or nullptr if the
+  // offset is not the start of a block of class cls inside the data area
+  // (Invariant 7).
+  unsigned char* BlockAt(uint64_t off64, uint64_t cls) const {
+    if (cls >= n_classes) return nullptr;
+    const uint64_t off = off64 * 64;
+    if (off < data_off) return nullptr;
+    const uint64_t rel = off - data_off;
+    const uint64_t page = rel >> page_shift;
+    if (page >= n_pages) return nullptr;
+    const uint64_t in_page = rel & (page_size - 1);
+    if (in_page % class_size[cls] != 0 || in_page / class_size[cls] >= class_bpp[cls])
+      return nullptr;
+    return base + off;
+  }
+  uint64_t PageOf(const unsigned char* block) const {
+    return static_cast<uint64_t>(block - data) >> page_shift;
+  }
+  uint64_t* BitmapOf(uint64_t page) const { return bitmaps + page * bitmap_words; }
+};
+
+struct KeyHash {
+  uint64_t lo;
+  uint64_t hi;
+  uint64_t tag() const { return hi >> 48; }
+  uint64_t hi32() const { return hi >> 32; }
+};
+
+KeyHash HashKey(const View& v, const void* key, size_t len);
+// The two candidate buckets of a hash (distinct when n_buckets > 1).
+void BucketsOf(const View& v, const KeyHash& h, uint64_t* b1, uint64_t* b2);
+
+}  // namespace shmkv::internal
+
+#endif  // SHMKV_SRC_TABLE_H_
