@@ -111,18 +111,29 @@ inline void ClaimFence() {
 // words covering [from, from + len). Blocks are 64-byte multiples inside a
 // mapped page, so the covering words are in bounds. Results are only used
 // after the slot version is re-checked.
+inline uint64_t WordAt(const unsigned char* block, size_t w) {
+  return LoadRelaxed(reinterpret_cast<const uint64_t*>(block + w));
+}
+
 inline void CopyOut(void* dst, const unsigned char* block, size_t from, size_t len) {
   auto* out = static_cast<unsigned char*>(dst);
   size_t w = from & ~size_t{7};
-  size_t skip = from - w;
-  while (len > 0) {
-    const uint64_t v = LoadRelaxed(reinterpret_cast<const uint64_t*>(block + w));
+  const size_t skip = from - w;
+  if (skip != 0 && len > 0) {  // leading partial word
+    const uint64_t v = WordAt(block, w);
     const size_t n = (8 - skip) < len ? (8 - skip) : len;
     std::memcpy(out, reinterpret_cast<const unsigned char*>(&v) + skip, n);
     out += n;
     len -= n;
     w += 8;
-    skip = 0;
+  }
+  for (; len >= 8; len -= 8, w += 8, out += 8) {
+    const uint64_t v = WordAt(block, w);
+    std::memcpy(out, &v, 8);  // constant size: a plain store
+  }
+  if (len > 0) {
+    const uint64_t v = WordAt(block, w);
+    std::memcpy(out, &v, len);
   }
 }
 
@@ -130,15 +141,25 @@ inline void CopyOut(void* dst, const unsigned char* block, size_t from, size_t l
 inline bool EqualRelaxed(const unsigned char* block, size_t from, const void* src, size_t len) {
   const auto* in = static_cast<const unsigned char*>(src);
   size_t w = from & ~size_t{7};
-  size_t skip = from - w;
-  while (len > 0) {
-    const uint64_t v = LoadRelaxed(reinterpret_cast<const uint64_t*>(block + w));
+  const size_t skip = from - w;
+  if (skip != 0 && len > 0) {
+    const uint64_t v = WordAt(block, w);
     const size_t n = (8 - skip) < len ? (8 - skip) : len;
     if (std::memcmp(in, reinterpret_cast<const unsigned char*>(&v) + skip, n) != 0) return false;
     in += n;
     len -= n;
     w += 8;
-    skip = 0;
+  }
+  for (; len >= 8; len -= 8, w += 8, in += 8) {
+    uint64_t x;
+    std::memcpy(&x, in, 8);
+    if (x != WordAt(block, w)) return false;
+  }
+  if (len > 0) {
+    uint64_t x = 0, v = WordAt(block, w);
+    std::memcpy(&x, in, len);
+    const uint64_t mask = (len == 8) ? ~0ull : ((1ull << (len * 8)) - 1);
+    if (x != (v & mask)) return false;
   }
   return true;
 }
@@ -152,9 +173,17 @@ inline void CopyIn(unsigned char* block, size_t to, const void* src, size_t len)
   size_t skip = to - w;
   while (len > 0) {
     auto* word = reinterpret_cast<uint64_t*>(block + w);
+    uint64_t v;
+    if (skip == 0 && len >= 8) {
+      std::memcpy(&v, in, 8);
+      StoreRelaxed(word, v);
+      in += 8;
+      len -= 8;
+      w += 8;
+      continue;
+    }
     const size_t n = (8 - skip) < len ? (8 - skip) : len;
-    uint64_t v = 0;
-    if (n != 8) v = LoadRelaxed(word);
+    v = LoadRelaxed(word);
     std::memcpy(reinterpret_cast<unsigned char*>(&v) + skip, in, n);
     StoreRelaxed(word, v);
     in += n;

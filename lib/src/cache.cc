@@ -31,8 +31,9 @@ auto Guard(F&& f) noexcept -> decltype(f()) {
   }
 }
 
+// A negative duration is not a TTL: it maps to a value CheckTtl refuses.
 uint64_t Ms(std::chrono::milliseconds d) {
-  return d.count() <= 0 ? 0 : static_cast<uint64_t>(d.count());
+  return d.count() < 0 ? ~uint64_t{0} : static_cast<uint64_t>(d.count());
 }
 
 }  // namespace

@@ -22,6 +22,7 @@ int CheckValue(const shmkv_t* kv, const void* val, size_t len) {
 }
 
 int CheckTtl(uint64_t ttl_ms) {
+  if (ttl_ms == ~uint64_t{0}) return Fail(SHMKV_EINVAL, "ttl is negative");
   if (ttl_ms > kMaxTtlMs)
     return Fail(SHMKV_EINVAL, "ttl of " + std::to_string(ttl_ms) +
                                   " ms is above the limit of 2^40 ms (about 35 years)");

@@ -25,6 +25,7 @@ inline constexpr uint64_t kMaxParticipants = 65535;  // owner field is 16 bits
 inline constexpr off_t kInitLockByte = 0;     // held by whoever initialises
 inline constexpr off_t kJanitorLockByte = 1;  // held by the janitor daemon
 inline constexpr off_t kProcLockBase = 64;    // + process record index
+inline constexpr off_t kRecoverLockBase = off_t{1} << 24;  // + record being recovered
 
 enum InitState : uint32_t { kUninit = 0, kInitializing = 1, kReady = 2, kSuperseded = 3 };
 

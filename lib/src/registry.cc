@@ -7,11 +7,13 @@
 // another fd of the same file can fake it. Each thread of a process gets a
 // participant record on its first call (its id is the owner id in block
 // states); a fork child re-registers on its first call.
+#include <pthread.h>
 #include <unistd.h>
 
 #include <cstring>
 #include <mutex>
 #include <unordered_map>
+#include <vector>
 
 #include "handle.h"
 #include "testing.h"
@@ -28,7 +30,6 @@ uint64_t ProcWord(uint64_t st, uint64_t recoverer, uint64_t inc) {
   return (inc << 24) | (recoverer << 8) | st;
 }
 uint64_t ProcSt(uint64_t w) { return w & 0xff; }
-uint64_t ProcRecoverer(uint64_t w) { return (w >> 8) & 0xffff; }
 uint64_t ProcInc(uint64_t w) { return w >> 24; }
 
 uint64_t PartWord(uint64_t st, uint64_t proc, uint64_t inc) {
@@ -54,20 +55,20 @@ struct TlsEntry {
 
 void ReleaseParticipant(shmkv_t* kv, PartLocal* p);
 
-// The calling thread's participants, one per open handle it used.
+// The calling thread's participants, one per open handle it used. Lock
+// order everywhere: g_handles_mu, then a handle's mu.
 struct TlsParts {
-  TlsEntry e[8];
-  int n = 0;
+  std::vector<TlsEntry> e;
   ~TlsParts() {
     std::lock_guard<std::mutex> g(g_handles_mu);
-    for (int i = 0; i < n; ++i) {
-      auto it = Handles().find(e[i].serial);
-      if (it == Handles().end() || e[i].pid != ::getpid()) continue;
+    for (const TlsEntry& x : e) {
+      auto it = Handles().find(x.serial);
+      if (it == Handles().end() || x.pid != ::getpid()) continue;
       shmkv_t* kv = it->second;
       std::lock_guard<std::mutex> hg(kv->mu);
       for (size_t k = 0; k < kv->parts.size(); ++k) {
-        if (kv->parts[k].get() != e[i].part) continue;
-        ReleaseParticipant(kv, e[i].part);
+        if (kv->parts[k].get() != x.part) continue;
+        ReleaseParticipant(kv, x.part);
         kv->parts.erase(kv->parts.begin() + static_cast<long>(k));
         break;
       }
@@ -75,6 +76,24 @@ struct TlsParts {
   }
 };
 thread_local TlsParts t_parts;
+
+// fork(): the child must not inherit held process-local mutexes, nor keep
+// the parent's lock fds (which would keep the parent looking alive).
+void AtForkPrepare() {
+  g_handles_mu.lock();
+  for (auto& [serial, kv] : Handles()) kv->mu.lock();
+}
+void AtForkParent() {
+  for (auto& [serial, kv] : Handles()) kv->mu.unlock();
+  g_handles_mu.unlock();
+}
+void AtForkChild() {
+  for (auto& [serial, kv] : Handles()) {
+    kv->seg->DropLockFd();
+    kv->mu.unlock();
+  }
+  g_handles_mu.unlock();
+}
 
 void FoldStats(const View& v, ParticipantRecord* rec) {
   for (uint32_t i = 0; i < kStatCount; ++i) {
@@ -100,6 +119,8 @@ int Fail(int rc, const std::string& msg) {
   return rc;
 }
 const char* LastError() { return t_last_error.c_str(); }
+
+int RecoverDeadLocked(shmkv_t* kv, uint32_t* recovered);
 
 int RegisterProcess(shmkv_t* kv) {
   const View& v = kv->v;
@@ -128,7 +149,7 @@ int RegisterProcess(shmkv_t* kv) {
     // Full: records of dead processes may be waiting for recovery.
     kv->proc_index = -1;
     uint32_t n = 0;
-    RecoverDead(kv, &n);
+    RecoverDeadLocked(kv, &n);
   }
   return Fail(SHMKV_EBUSY, "too many processes attached: all " + std::to_string(v.n_procs) +
                                " process records are in use");
@@ -164,43 +185,39 @@ PartLocal* AcquireParticipant(shmkv_t* kv, int* rc) {
 
 }  // namespace
 
+// Registers this process if the handle was inherited through fork().
+// Caller holds g_handles_mu and kv->mu.
+int EnsureRegisteredLocked(shmkv_t* kv) {
+  if (kv->read_only || kv->pid == ::getpid()) return 0;
+  // A fork child: take our own open file description and register anew.
+  kv->parts.clear();  // the parent's participants, not ours to release
+  if (int e = kv->seg->ReopenLockFd()) return Fail(e, "cannot reopen the segment after fork");
+  return RegisterProcess(kv);
+}
+
 PartLocal* CurrentParticipant(shmkv_t* kv, int* rc) {
   const pid_t pid = ::getpid();
   TlsParts& tp = t_parts;
-  for (int i = 0; i < tp.n; ++i) {
-    if (tp.e[i].serial == kv->serial && tp.e[i].pid == pid) return tp.e[i].part;
+  for (const TlsEntry& x : tp.e) {
+    if (x.serial == kv->serial && x.pid == pid) return x.part;
   }
+  std::lock_guard<std::mutex> hg(g_handles_mu);
   std::lock_guard<std::mutex> g(kv->mu);
-  if (kv->pid != pid) {
-    // A fork child: the inherited lock fd shares its open file description
-    // (and locks) with the parent; take our own and register anew.
-    kv->parts.clear();  // the parent's participants, not ours to release
-    if (int e = kv->seg->ReopenLockFd()) {
-      *rc = Fail(e, "cannot reopen the segment after fork");
-      return nullptr;
-    }
-    if ((*rc = RegisterProcess(kv)) != 0) return nullptr;
-  }
+  if ((*rc = EnsureRegisteredLocked(kv)) != 0) return nullptr;
   PartLocal* p = AcquireParticipant(kv, rc);
   if (p == nullptr) return nullptr;
   // Drop entries of closed handles or of the parent process.
-  int n = 0;
-  {
-    std::lock_guard<std::mutex> hg(g_handles_mu);
-    for (int i = 0; i < tp.n; ++i) {
-      if (tp.e[i].pid == pid && Handles().count(tp.e[i].serial)) tp.e[n++] = tp.e[i];
-    }
-  }
-  tp.n = n;
-  if (tp.n == 8) tp.n = 7;  // many handles on one thread: forget the oldest cache entry
-  for (int i = tp.n; i > 0; --i) tp.e[i] = tp.e[i - 1];
-  tp.e[0] = {kv->serial, pid, p};
-  ++tp.n;
+  std::erase_if(tp.e, [pid](const TlsEntry& x) {
+    return x.pid != pid || Handles().count(x.serial) == 0;
+  });
+  tp.e.push_back({kv->serial, pid, p});
   return p;
 }
 
 void TrackHandle(shmkv_t* kv) {
   static std::atomic<uint64_t> serial{1};
+  static std::once_flag atfork;
+  std::call_once(atfork, [] { pthread_atfork(AtForkPrepare, AtForkParent, AtForkChild); });
   kv->serial = serial.fetch_add(1, std::memory_order_relaxed);
   std::lock_guard<std::mutex> g(g_handles_mu);
   Handles()[kv->serial] = kv;
@@ -233,32 +250,39 @@ uint64_t NextCas(Ctx& c) {
   return p->cas_next++;
 }
 
-int RecoverDead(shmkv_t* kv, uint32_t* recovered) {
+// Recovery proper; the caller is registered (or not attached at all).
+// A recoverer holds the OFD lock kRecoverLockBase + i while it recovers
+// record i, so there is one recoverer per record at a time, and a
+// recoverer that dies releases it for the next one (every step is an
+// idempotent CAS, so redoing a half-done recovery is safe).
+int RecoverDeadLocked(shmkv_t* kv, uint32_t* recovered) {
   const View& v = kv->v;
   const int fd = kv->seg->lock_fd();
   const bool registered = kv->proc_index >= 0 && kv->pid == ::getpid();
   *recovered = 0;
   std::vector<bool> dead(v.n_parts, false);
   std::vector<uint64_t> claimed;  // process records we are recovering
+  std::vector<uint64_t> incs;
   for (uint64_t i = 0; i < v.n_procs; ++i) {
     if (registered && static_cast<int64_t>(i) == kv->proc_index) continue;
     ProcRecord* r = &v.procs[i];
-    uint64_t w = LoadAcquire(&r->state);
-    const uint64_t st = ProcSt(w);
-    if (st == kProcFree) continue;
-    if (ByteLockedByOther(fd, kProcLockBase + static_cast<off_t>(i))) continue;  // alive
-    if (st == kProcRecovering) {
-      const uint64_t by = ProcRecoverer(w);
-      // Another recoverer is at it; take over only if it died too.
-      if (by < v.n_procs && ByteLockedByOther(fd, kProcLockBase + static_cast<off_t>(by)))
-        continue;
-    }
-    // Re-check after the probe: the record may have been freed and reused.
-    if (!CasWord(&r->state, w,
-                 ProcWord(kProcRecovering, registered ? static_cast<uint64_t>(kv->proc_index) : 0xffff,
-                          ProcInc(w))))
+    if (ProcSt(LoadAcquire(&r->state)) == kProcFree) continue;
+    const off_t proc_byte = kProcLockBase + static_cast<off_t>(i);
+    if (ByteLockedByOther(fd, proc_byte)) continue;  // alive
+    const off_t rec_byte = kRecoverLockBase + static_cast<off_t>(i);
+    if (!TryLockByte(fd, rec_byte)) continue;  // someone else is recovering it
+    // Re-check under the recovery lock: the record may have been recovered
+    // and taken by a new process meanwhile (it locks its byte before it
+    // publishes ACTIVE).
+    const uint64_t w = LoadAcquire(&r->state);
+    uint64_t expect = w;
+    if (ProcSt(w) == kProcFree || ByteLockedByOther(fd, proc_byte) ||
+        !CasWord(&r->state, expect, ProcWord(kProcRecovering, 0, ProcInc(w)))) {
+      UnlockByte(fd, rec_byte);
       continue;
+    }
     claimed.push_back(i);
+    incs.push_back(ProcInc(w));
   }
   if (claimed.empty()) return 0;
   for (uint64_t t = 0; t < v.n_parts; ++t) {
@@ -275,17 +299,29 @@ int RecoverDead(shmkv_t* kv, uint32_t* recovered) {
     if (!dead[t]) continue;
     ParticipantRecord* rec = &v.parts[t];
     FoldStats(v, rec);
-    const uint64_t w = LoadAcquire(&rec->state);
-    StoreRelease(&rec->state, PartWord(kPartFree, 0, PartInc(w) + 1));
+    uint64_t w = LoadAcquire(&rec->state);
+    if (PartSt(w) == kPartActive) CasWord(&rec->state, w, PartWord(kPartFree, 0, PartInc(w) + 1));
   }
-  for (uint64_t i : claimed) {
-    ProcRecord* r = &v.procs[i];
-    const uint64_t w = LoadAcquire(&r->state);
-    StoreRelease(&r->state, ProcWord(kProcFree, 0, ProcInc(w) + 1));
+  for (size_t k = 0; k < claimed.size(); ++k) {
+    ProcRecord* r = &v.procs[claimed[k]];
+    uint64_t expect = ProcWord(kProcRecovering, 0, incs[k]);
+    CasWord(&r->state, expect, ProcWord(kProcFree, 0, incs[k] + 1));
+    UnlockByte(fd, kRecoverLockBase + static_cast<off_t>(claimed[k]));
   }
   FetchAdd(&v.hdr->recovered, claimed.size());
   *recovered = static_cast<uint32_t>(claimed.size());
   return 0;
+}
+
+int RecoverDead(shmkv_t* kv, uint32_t* recovered) {
+  {
+    // A fork child must register first: until then its lock fd is the
+    // parent's description, and the parent would look dead to it.
+    std::lock_guard<std::mutex> hg(g_handles_mu);
+    std::lock_guard<std::mutex> g(kv->mu);
+    if (int rc = EnsureRegisteredLocked(kv)) return rc;
+  }
+  return RecoverDeadLocked(kv, recovered);
 }
 
 void SumStats(shmkv_t* kv, shmkv_stats_t* out) {

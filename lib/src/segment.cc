@@ -300,6 +300,11 @@ int Segment::ReopenLockFd() {
   return lock_fd_ < 0 ? errno : 0;
 }
 
+void Segment::DropLockFd() {
+  if (lock_fd_ >= 0) ::close(lock_fd_);
+  lock_fd_ = -1;
+}
+
 bool TryLockByte(int fd, off_t byte) {
   struct flock fl = {};
   fl.l_type = F_WRLCK;
@@ -490,8 +495,9 @@ int Segment::Open(const char* name, const shmkv_options_t* opts, std::unique_ptr
   };
 
   try {
-    if (created) {
-      TryLockByte(seg->lock_fd_, kInitLockByte);
+    // A creator that lost its init lock stalled so long that an attacher
+    // took over initialisation: it then attaches like everyone else.
+    if (created && TryLockByte(seg->lock_fd_, kInitLockByte)) {
       if (int rc = initialise(0)) {
         unlink_created();
         return rc;
@@ -514,6 +520,13 @@ int Segment::Open(const char* name, const shmkv_options_t* opts, std::unique_ptr
           if (im.region.get_size() != fsize) map(fsize, access);
           auto* h = static_cast<Header*>(im.region.get_address());
           const uint32_t state = LoadAcquire32(&h->init_state);
+          const uint64_t magic = LoadRelaxed(&h->magic);
+          if (magic != 0 && magic != kMagic) {
+            // Not a segment being created (its creator writes the magic with
+            // the rest of the header): someone else's file. Never touch it.
+            *why = "bad segment: wrong magic (not an shmkv segment)";
+            return SHMKV_EBADSEG;
+          }
           if (state == kReady || state == kSuperseded) {
             if (int rc = ValidateHeader(*h, fsize, why)) return rc;
             const std::string boot = ReadBootId();
@@ -525,7 +538,11 @@ int Segment::Open(const char* name, const shmkv_options_t* opts, std::unique_ptr
               return SHMKV_EBADSEG;
             }
             if (TryLockByte(seg->lock_fd_, kInitLockByte)) {
-              if (Cas32(&h->init_state, state, kInitializing)) {
+              // Re-check under the lock: another attacher may have wiped it
+              // already, and others may be using the fresh segment.
+              const bool still_old =
+                  std::strncmp(h->boot_id, boot.c_str(), sizeof(h->boot_id)) != 0;
+              if (still_old && Cas32(&h->init_state, state, kInitializing)) {
                 // A cache does not outlive a reboot: start empty, same geometry.
                 Header fresh = *h;
                 std::memset(im.region.get_address(), 0, fsize);

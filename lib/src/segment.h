@@ -50,6 +50,9 @@ class Segment {
   // (-1 on read-only handles). Reopened after fork (ReopenLockFd).
   int lock_fd() const { return lock_fd_; }
   int ReopenLockFd();
+  // Closes the lock fd without taking a new one (fork child: the inherited
+  // fd shares the parent's open file description and so its locks).
+  void DropLockFd();
   const std::string& name() const { return name_; }
 
  private:

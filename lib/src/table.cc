@@ -3,6 +3,7 @@
 #include <xxhash.h>
 
 #include <algorithm>
+#include <cassert>
 #include <charconv>
 #include <cstring>
 #include <limits>
@@ -295,12 +296,14 @@ int ChooseVictim(Ctx& c, const Cands& cs, SlotWord* w_out) {
     return unreferenced;
   }
   if (evictable < 0) return -1;
-  // Every evictable candidate was referenced: second chance for all.
+  // Every evictable candidate was referenced: second chance for all, then
+  // the first evictable one, exactly as we cleared it (if it changed since,
+  // the unlinking CAS fails and the caller retries).
   for (int i = 0; i < 8; ++i) {
     if (ref::State(w[i].ref) == kLive && ref::R(w[i].ref))
       CasSlot(cs.s[i], w[i], {w[i].ref & ~ref::kRBit, w[i].meta});
   }
-  *w_out = LoadSlot(cs.s[evictable]);
+  *w_out = {w[evictable].ref & ~ref::kRBit, w[evictable].meta};
   return evictable;
 }
 
@@ -418,7 +421,10 @@ decide : {
         goto withdraw;
       case kKilled:
         HelpEmpty(cs.s[i], w);
-        if (b == blk) goto reclaim;
+        if (b == blk) {
+          if (bs == bstate::Make(kKilled, me, *gen)) goto reclaim;
+          return Ins::kInserted;  // not our incarnation any more: we were linked
+        }
         continue;
       case kAlloc:
         list[n++] = {i, w, b, bstate::Gen(bs)};
@@ -430,9 +436,11 @@ decide : {
   }
   if (!mine_listed) {  // our claim is gone: our block state says why
     const uint64_t bs = LoadAcquire(my_state);
-    if (bstate::St(bs) == kLinked) return Ins::kInserted;
-    if (bstate::St(bs) == kKilled) goto reclaim;
-    goto decide;
+    if (bs == bstate::Make(kAlloc, me, *gen)) goto decide;
+    if (bs == bstate::Make(kKilled, me, *gen)) goto reclaim;
+    // Anything else means we were linked: promoted, then maybe already
+    // overwritten and freed (even reused) by others. Never touch it again.
+    return Ins::kInserted;
   }
   // The lowest position wins; kill every higher claim first.
   for (int j = 1; j < n; ++j) {
@@ -458,11 +466,13 @@ decide : {
   goto decide;
 }
 
-withdraw : {  // another claim won
-  uint64_t bs = LoadAcquire(my_state);
-  if (bstate::St(bs) == kAlloc) CasWord(my_state, bs, bstate::Make(kKilled, me, *gen));
-  bs = LoadAcquire(my_state);
-  if (bstate::St(bs) == kLinked) return Ins::kInserted;  // promoted, then overwritten
+withdraw : {  // another claim won, unless ours was decided meanwhile
+  uint64_t expect = bstate::Make(kAlloc, me, *gen);
+  CasWord(my_state, expect, bstate::Make(kKilled, me, *gen));
+  // Our exact state word is the authority on the outcome (design-notes
+  // §4.4, bug 4): not KILLED(me, gen) means we were linked, and the block
+  // may since have been overwritten, freed or reused by others.
+  if (LoadAcquire(my_state) != bstate::Make(kKilled, me, *gen)) return Ins::kInserted;
   HelpEmpty(cs.s[mys], myw);
   uint64_t killed = bstate::Make(kKilled, me, *gen);
   *gen = (*gen + 1) & bstate::kGenMask;
@@ -491,7 +501,12 @@ bool Replace(Ctx& c, const Found& f, unsigned char* blk, uint32_t cls, uint64_t 
   uint64_t* st = StateWord(blk);
   const uint64_t me = c.p->index;
   uint64_t expect = bstate::Make(kAlloc, me, gen);
-  CasWord(st, expect, bstate::Make(kLinked, me, gen));
+  // Our block is ALLOC(me, gen) here by construction; never publish one
+  // that is not (Invariant 2).
+  if (!CasWord(st, expect, bstate::Make(kLinked, me, gen))) {
+    assert(false && "Replace: our block is not ALLOC(me, gen)");
+    return false;
+  }
   SHMKV_CRASHPOINT("update.linked");
   StoreRelease(&rec->inflight_gen, f.gen);
   StoreRelease(&rec->inflight_off, ref::Off64(f.w.ref) + 1);  // release: intent before unlink
@@ -871,6 +886,10 @@ uint64_t EvictClass(Ctx& c, uint32_t cls, uint64_t want, uint64_t* last_page) {
       for (Slot* s : cs.s) {
         const SlotWord w = LoadSlot(s);
         if (ref::State(w.ref) != kLive || ref::Off64(w.ref) != off64) continue;
+        // The slot must still link this incarnation of the block: re-read the
+        // state, then re-check the slot (else a relinked block of a newer
+        // gen would be unlinked and freed with the old gen: a leak).
+        if (LoadAcquire(StateWord(blk)) != st || !Unchanged(s, w)) break;
         const uint32_t cexp = meta::CoarseExp(w.meta);
         const bool expired = (cexp != 0 && cexp <= now_s) || Expired(m.expiry, c.now);
         if (!expired) {
@@ -952,24 +971,31 @@ void RecoverParticipants(Ctx& c, const std::vector<bool>& dead) {
     for (uint64_t i = 0; i < v.class_bpp[cls]; ++i) {
       unsigned char* blk = v.data + (page << v.page_shift) + i * size;
       uint64_t st = LoadAcquire(StateWord(blk));
-      if (bstate::St(st) == kFree || !dead[bstate::Owner(st)]) continue;
+      if (bstate::St(st) == kFree || bstate::Owner(st) >= dead.size() || !dead[bstate::Owner(st)])
+        continue;
       const uint64_t gen = bstate::Gen(st);
-      Slot* s = nullptr;
-      SlotWord w{};
-      bool referenced = FindReference(v, blk, st, &s, &w);
-      if (referenced && s != nullptr && ref::State(w.ref) == kPending) {
-        if (bstate::St(st) == kAlloc)  // undecided claim of a dead owner: kill it
+      // A live inserter of the same key may be acting on this block at the
+      // same time (killing or promoting its claim): retry until the block's
+      // state is stable across the reference check.
+      for (int round = 0; round < 64; ++round) {
+        st = LoadAcquire(StateWord(blk));
+        if (bstate::St(st) == kFree || bstate::Gen(st) != gen) break;
+        Slot* s = nullptr;
+        SlotWord w{};
+        const bool referenced = FindReference(v, blk, st, &s, &w);
+        if (referenced && s == nullptr) continue;  // state changed meanwhile
+        if (!referenced) {
+          FreeBlock(v, c.p, blk, cls, gen);
+          break;
+        }
+        if (ref::State(w.ref) == kLive) break;  // live data: the stale owner id is harmless
+        // PENDING claim of a dead owner: kill it if undecided, then finish it.
+        if (bstate::St(st) == kAlloc)
           CasWord(StateWord(blk), st, bstate::Make(kKilled, bstate::Owner(st), gen));
         st = LoadAcquire(StateWord(blk));
-        if (bstate::St(st) == kLinked && bstate::Gen(st) == gen) {
-          HelpPromote(s, w);
-        } else if (bstate::St(st) == kKilled && bstate::Gen(st) == gen) {
-          HelpEmpty(s, w);
-        }
-        referenced = FindReference(v, blk, st, &s, &w);
+        if (bstate::St(st) == kLinked && bstate::Gen(st) == gen) HelpPromote(s, w);
+        if (bstate::St(st) == kKilled && bstate::Gen(st) == gen) HelpEmpty(s, w);
       }
-      if (!referenced) FreeBlock(v, c.p, blk, cls, gen);
-      // Referenced LIVE blocks are live data: the stale owner id is harmless.
     }
   }
 }

@@ -49,6 +49,7 @@ struct Options {
   EvictPolicy evict_policy = EvictPolicy::kAllKeys;
 };
 
+// TTLs: 0 means no expiry; a negative TTL is Errc::kInvalid.
 struct WriteOptions {
   WriteMode mode = WriteMode::kSet;
   std::chrono::milliseconds ttl{0};  // 0: no expiry
