@@ -7,6 +7,7 @@
 // is the truth, so a crash can only leave a stale hint, which recovery
 // rebuilds (RebuildHints).
 #include <algorithm>
+#include <thread>
 
 #include "handle.h"
 
@@ -41,8 +42,8 @@ unsigned char* ClaimInPage(Ctx& c, uint64_t page, uint32_t cls, uint64_t* gen) {
       avail &= avail - 1;
       const uint64_t bit = 1ull << j;
       if (FetchOr(&bm[wi], bit) & bit) continue;  // another allocator took the hint
-      unsigned char* blk =
-          v.data + (page << v.page_shift) + (wi * 64 + static_cast<uint64_t>(j)) * v.class_size[cls];
+      unsigned char* blk = v.data + (page << v.page_shift) +
+                           (wi * 64 + static_cast<uint64_t>(j)) * v.class_size[cls];
       uint64_t st = LoadAcquire(StateOf(blk));
       if (bstate::St(st) != kFree) continue;  // stale hint: the bit is now right
       const uint64_t g = (bstate::Gen(st) + 1) & bstate::kGenMask;
@@ -74,12 +75,164 @@ bool PageMayHaveFree(const View& v, uint64_t page, uint32_t cls) {
 
 }  // namespace
 
+namespace {
+
+unsigned char* BlockOf(const View& v, uint64_t page, uint32_t cls, uint64_t i) {
+  return v.data + (page << v.page_shift) + i * v.class_size[cls];
+}
+
+// Takes an unassigned page for class cls. A page used before is formatted
+// first: its old class grid's words are rewritten as FREE block states of
+// the new grid, with generations from the page's new epoch, and its bitmap
+// is cleared. A formatter that dies leaves kFormatting, which recovery
+// turns back into unassigned.
+bool AssignPage(Ctx& c, uint64_t page, uint32_t cls) {
+  const View& v = c.v;
+  uint64_t w = LoadAcquire(&v.ptab[page]);
+  if (pword::Cls1(w) != 0) return false;
+  const uint64_t epoch = pword::Epoch(w);
+  if (epoch == 0) {  // never used: all zero, which is all free
+    return CasWord(&v.ptab[page], w, pword::Make(cls + 1, pword::kNormal, 0, 0));
+  }
+  if (!CasWord(&v.ptab[page], w, pword::Make(cls + 1, pword::kFormatting, c.p->index, epoch)))
+    return false;
+  const uint64_t gen = pword::GenBase(epoch);
+  for (uint64_t i = 0; i < v.class_bpp[cls]; ++i)
+    StoreRelaxed(StateOf(BlockOf(v, page, cls, i)), bstate::Make(kFree, 0, gen));
+  uint64_t* bm = v.BitmapOf(page);
+  for (uint64_t k = 0; k < v.bitmap_words; ++k) StoreRelaxed(&bm[k], 0);
+  uint64_t expect = pword::Make(cls + 1, pword::kFormatting, c.p->index, epoch);
+  // release (CAS): the formatted words are visible before the page is usable.
+  return CasWord(&v.ptab[page], expect, pword::Make(cls + 1, pword::kNormal, 0, epoch));
+}
+
+// Can this LIVE entry be evicted to drain its page?
+bool Evictable(const View& v, const SlotWord& w, uint64_t now_ms) {
+  const uint32_t cexp = meta::CoarseExp(w.meta);
+  if (cexp != 0 && cexp <= now_ms / 1000) return true;  // expired: always
+  if (v.evict_policy == SHMKV_EVICT_NONE || ref::N(w.ref)) return false;
+  return v.evict_policy != SHMKV_EVICT_VOLATILE || cexp != 0;
+}
+
+// Empties page `page` of class `cls` and hands it back unassigned, for a
+// class that has no room (design-notes §3.4: "drain, reassign"). Every
+// block is evicted or reserved by us (ALLOC(me)); once we hold them all, no
+// other participant can touch a block word of the old grid (allocators only
+// claim FREE blocks; frees are generation-checked), so the page can be
+// reformatted. Gives up, restoring the page, if an entry may not be evicted
+// or another participant keeps holding a block.
+bool DrainPage(Ctx& c, uint64_t page, uint32_t cls) {
+  const View& v = c.v;
+  const uint64_t me = c.p->index;
+  uint64_t w = LoadAcquire(&v.ptab[page]);
+  if (!pword::UsableFor(w, cls)) return false;
+  const uint64_t epoch = pword::Epoch(w);
+  if (!CasWord(&v.ptab[page], w, pword::Make(cls + 1, pword::kDraining, me, epoch))) return false;
+  bool all_mine = false;
+  bool blocked = false;
+  for (int round = 0; round < 8 && !all_mine && !blocked; ++round) {
+    all_mine = true;
+    for (uint64_t i = 0; i < v.class_bpp[cls] && !blocked; ++i) {
+      unsigned char* blk = BlockOf(v, page, cls, i);
+      uint64_t st = LoadAcquire(StateOf(blk));
+      if (bstate::St(st) == kAlloc && bstate::Owner(st) == me) continue;  // reserved
+      if (bstate::St(st) == kFree) {
+        const uint64_t g = (bstate::Gen(st) + 1) & bstate::kGenMask;
+        if (!CasWord(StateOf(blk), st, bstate::Make(kAlloc, me, g))) all_mine = false;
+        continue;
+      }
+      all_mine = false;
+      if (bstate::St(st) != kLinked) continue;  // someone's write in flight
+      Slot* s = nullptr;
+      SlotWord sw{};
+      if (!FindLiveReference(v, blk, st, &s, &sw)) continue;  // being unlinked
+      if (!Evictable(v, sw, c.now)) {
+        blocked = true;
+        break;
+      }
+      if (UnlinkBlock(c, s, sw, blk, cls, bstate::Gen(st))) c.p->Stat(kStatEvictions);
+    }
+    if (!all_mine && !blocked) std::this_thread::yield();
+  }
+  if (!all_mine || blocked) {
+    // Give the page back to its class: release our reservations.
+    for (uint64_t i = 0; i < v.class_bpp[cls]; ++i) {
+      unsigned char* blk = BlockOf(v, page, cls, i);
+      uint64_t st = LoadAcquire(StateOf(blk));
+      if (bstate::St(st) == kAlloc && bstate::Owner(st) == me &&
+          CasWord(StateOf(blk), st, bstate::Make(kFree, 0, bstate::Gen(st))))
+        FetchAnd(&v.BitmapOf(page)[i / 64], ~(1ull << (i % 64)));
+    }
+    uint64_t expect = pword::Make(cls + 1, pword::kDraining, me, epoch);
+    CasWord(&v.ptab[page], expect, pword::Make(cls + 1, pword::kNormal, 0, epoch));
+    return false;
+  }
+  uint64_t expect = pword::Make(cls + 1, pword::kDraining, me, epoch);
+  return CasWord(&v.ptab[page], expect, pword::Make(0, pword::kNormal, 0, epoch + 1));
+}
+
+uint64_t FreeHints(const View& v, uint64_t page, uint32_t cls) {
+  const uint64_t bpp = v.class_bpp[cls];
+  const uint64_t* bm = v.BitmapOf(page);
+  uint64_t used = 0;
+  for (uint64_t wi = 0; wi < (bpp + 63) / 64; ++wi)
+    used += __builtin_popcountll(LoadRelaxed(&bm[wi]));
+  return used >= bpp ? 0 : bpp - used;
+}
+
+// A page for class cls taken from another class: the page whose class has
+// the most pages, preferring the emptiest of them.
+bool StealPage(Ctx& c, uint32_t cls, uint64_t* got) {
+  const View& v = c.v;
+  for (int attempt = 0; attempt < 4; ++attempt) {
+    uint64_t pages_of[kMaxClasses] = {};
+    for (uint64_t p = 0; p < v.n_pages; ++p) {
+      const uint64_t w = LoadRelaxed(&v.ptab[p]);
+      if (pword::Cls1(w) != 0 && pword::Cls1(w) <= v.n_classes) ++pages_of[pword::Cls1(w) - 1];
+    }
+    int64_t best = -1;
+    double best_score = -1;
+    const uint64_t start = c.p->Random() % v.n_pages;
+    for (uint64_t k = 0; k < v.n_pages; ++k) {
+      const uint64_t p = (start + k) % v.n_pages;
+      const uint64_t w = LoadRelaxed(&v.ptab[p]);
+      const uint64_t c1 = pword::Cls1(w);
+      if (c1 == 0 || c1 > v.n_classes || c1 == cls + 1 || pword::St(w) != pword::kNormal) continue;
+      const uint32_t oc = static_cast<uint32_t>(c1 - 1);
+      const double score = static_cast<double>(pages_of[oc]) +
+                           static_cast<double>(FreeHints(v, p, oc)) / v.class_bpp[oc];
+      if (score > best_score) {
+        best_score = score;
+        best = static_cast<int64_t>(p);
+      }
+    }
+    if (best < 0) return false;
+    const uint64_t p = static_cast<uint64_t>(best);
+    const uint32_t oc = static_cast<uint32_t>(pword::Cls1(LoadRelaxed(&v.ptab[p])) - 1);
+    if (DrainPage(c, p, oc) && AssignPage(c, p, cls)) {
+      *got = p;
+      return true;
+    }
+  }
+  return false;
+}
+
+}  // namespace
+
 unsigned char* Alloc(Ctx& c, uint32_t cls, uint64_t* gen, int* rc) {
   const View& v = c.v;
   uint32_t& cur = c.p->cur_page[cls];
   for (int attempt = 0; attempt < 16; ++attempt) {
-    if (cur != 0 && LoadRelaxed(&v.ptab[cur - 1]) == cls + 1) {
-      if (unsigned char* b = ClaimInPage(c, cur - 1, cls, gen)) return b;
+    if (cur != 0) {
+      const uint64_t pw = LoadAcquire(&v.ptab[cur - 1]);
+      if (pword::UsableFor(pw, cls)) {
+        if (unsigned char* b = ClaimInPage(c, cur - 1, cls, gen)) {
+          // The page may have started draining meanwhile: then give the
+          // block back (the drainer waits for it).
+          if (LoadAcquire(&v.ptab[cur - 1]) == pw) return b;
+          FreeBlock(v, c.p, b, cls, *gen);
+        }
+      }
     }
     // Another page of this class with free blocks, from a random start so
     // that processes spread out.
@@ -87,7 +240,7 @@ unsigned char* Alloc(Ctx& c, uint32_t cls, uint64_t* gen, int* rc) {
     bool found = false;
     for (uint64_t k = 0; k < v.n_pages && !found; ++k) {
       const uint64_t p = (start + k) % v.n_pages;
-      if (LoadRelaxed(&v.ptab[p]) == cls + 1 && PageMayHaveFree(v, p, cls)) {
+      if (pword::UsableFor(LoadRelaxed(&v.ptab[p]), cls) && PageMayHaveFree(v, p, cls)) {
         cur = static_cast<uint32_t>(p + 1);
         found = true;
       }
@@ -95,21 +248,21 @@ unsigned char* Alloc(Ctx& c, uint32_t cls, uint64_t* gen, int* rc) {
     if (found) continue;
     // An unassigned page.
     for (uint64_t p = 0; p < v.n_pages && !found; ++p) {
-      uint64_t expect = 0;
-      if (LoadRelaxed(&v.ptab[p]) == 0 && CasWord(&v.ptab[p], expect, cls + 1)) {
+      if (pword::Cls1(LoadRelaxed(&v.ptab[p])) == 0 && AssignPage(c, p, cls)) {
         cur = static_cast<uint32_t>(p + 1);
         found = true;
       }
     }
     if (found) continue;
-    // Full: evict from this class by its CLOCK hand.
+    // Full: evict from this class by its CLOCK hand, else take a page from
+    // another class.
     uint64_t page = 0;
-    if (EvictClass(c, cls, 1, &page) == 0) break;
+    if (EvictClass(c, cls, 1, &page) == 0 && !StealPage(c, cls, &page)) break;
     cur = static_cast<uint32_t>(page + 1);
   }
   *rc = Fail(SHMKV_ENOSPC, v.evict_policy == SHMKV_EVICT_ALLKEYS
-                               ? "no memory for this value size: no page of its size class "
-                                 "can be freed (page classes are fixed once assigned)"
+                               ? "no memory: no block of this size can be freed (entries "
+                                 "stored with SHMKV_WRITE_NOEVICT hold it)"
                                : "no memory: nothing may be evicted under this policy");
   return nullptr;
 }
@@ -124,8 +277,8 @@ void FreeBlock(const View& v, PartLocal* p, unsigned char* blk, uint32_t cls, ui
   }
   SHMKV_CRASHPOINT("free.state");
   const uint64_t page = v.PageOf(blk);
-  const uint64_t idx = static_cast<uint64_t>(blk - (v.data + (page << v.page_shift))) /
-                       v.class_size[cls];
+  const uint64_t idx =
+      static_cast<uint64_t>(blk - (v.data + (page << v.page_shift))) / v.class_size[cls];
   FetchAnd(&v.BitmapOf(page)[idx / 64], ~(1ull << (idx % 64)));
   const uint64_t minus = static_cast<uint64_t>(-static_cast<int64_t>(v.class_size[cls]));
   if (p != nullptr)
@@ -136,8 +289,9 @@ void FreeBlock(const View& v, PartLocal* p, unsigned char* blk, uint32_t cls, ui
 
 void RebuildHints(const View& v) {
   for (uint64_t page = 0; page < v.n_pages; ++page) {
-    const uint64_t cls1 = LoadAcquire(&v.ptab[page]);
-    if (cls1 == 0 || cls1 > v.n_classes) continue;
+    const uint64_t pw = LoadAcquire(&v.ptab[page]);
+    const uint64_t cls1 = pword::Cls1(pw);
+    if (cls1 == 0 || cls1 > v.n_classes || pword::St(pw) == pword::kFormatting) continue;
     const uint32_t cls = static_cast<uint32_t>(cls1 - 1);
     uint64_t* bm = v.BitmapOf(page);
     for (uint64_t i = 0; i < v.class_bpp[cls]; ++i) {

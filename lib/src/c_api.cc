@@ -20,11 +20,13 @@ using shmkv::internal::Fail;
 
 namespace {
 
-bool ReadStructSize(uint32_t declared, size_t ours) { return declared >= sizeof(uint32_t) && declared <= 4 * ours; }
+bool ReadStructSize(uint32_t declared, size_t ours) {
+  return declared >= sizeof(uint32_t) && declared <= 4 * ours;
+}
 
-#define SHMKV_ENTER(kv, write)                                     \
+#define SHMKV_ENTER(kv, write)                                      \
   if ((kv) == nullptr) return Fail(SHMKV_EINVAL, "handle is NULL"); \
-  Ctx c{(kv), (kv)->v, nullptr, 0};                                \
+  Ctx c{(kv), (kv)->v, nullptr, 0};                                 \
   if (int enter_rc = Enter((kv), (write), &c)) return enter_rc
 
 std::string_view Bytes(const void* p, size_t n) {
@@ -120,8 +122,7 @@ int shmkv_get(shmkv_t* kv, const void* key, size_t key_len, void* buf, size_t bu
     if (int rc = CheckKey(kv, key, key_len)) return rc;
     if (val_len == nullptr) return Fail(SHMKV_EINVAL, "val_len is NULL");
     if (buf == nullptr && buf_len != 0) return Fail(SHMKV_EINVAL, "buf is NULL but buf_len > 0");
-    const int rc =
-        shmkv::internal::OpGet(c, Bytes(key, key_len), buf, buf_len, val_len, info);
+    const int rc = shmkv::internal::OpGet(c, Bytes(key, key_len), buf, buf_len, val_len, info);
     if (rc == SHMKV_ENOTFOUND) return Fail(rc, "key not found");
     if (rc == SHMKV_ETOOSMALL)
       return Fail(rc, "buffer of " + std::to_string(buf_len) + " bytes is too small for " +
@@ -223,8 +224,8 @@ int shmkv_clear(shmkv_t* kv) {
   });
 }
 
-int shmkv_scan(shmkv_t* kv, uint64_t* cursor, const void* prefix, size_t prefix_len,
-               size_t limit, shmkv_scan_fn fn, void* ctx) {
+int shmkv_scan(shmkv_t* kv, uint64_t* cursor, const void* prefix, size_t prefix_len, size_t limit,
+               shmkv_scan_fn fn, void* ctx) {
   return Guard([&]() -> int {
     SHMKV_ENTER(kv, false);
     if (cursor == nullptr || fn == nullptr) return Fail(SHMKV_EINVAL, "cursor or fn is NULL");
@@ -260,23 +261,40 @@ int shmkv_recover(shmkv_t* kv, uint32_t* recovered_processes) {
 
 const char* shmkv_strerror(int code) {
   switch (code) {
-    case 0: return "success";
-    case SHMKV_ENOTFOUND: return "key not found (missing or expired)";
-    case SHMKV_EEXIST: return "already exists";
-    case SHMKV_ECAS: return "cas token mismatch";
-    case SHMKV_ETOOSMALL: return "buffer too small";
-    case SHMKV_EINVAL: return "invalid argument";
-    case SHMKV_EKEYTOOBIG: return "key too long";
-    case SHMKV_EVALTOOBIG: return "value too large";
-    case SHMKV_ENOSPC: return "no space: full and nothing may be evicted";
-    case SHMKV_ENOTNUM: return "value is not a decimal 64-bit integer";
-    case SHMKV_EOVERFLOW: return "integer overflow";
-    case SHMKV_ENOSEG: return "segment does not exist";
-    case SHMKV_EACCES: return "permission denied";
-    case SHMKV_EBADSEG: return "bad segment (corrupt, truncated, or another layout version)";
-    case SHMKV_EREADONLY: return "read-only handle";
-    case SHMKV_EBUSY: return "contention limit reached; retry";
-    default: break;
+    case 0:
+      return "success";
+    case SHMKV_ENOTFOUND:
+      return "key not found (missing or expired)";
+    case SHMKV_EEXIST:
+      return "already exists";
+    case SHMKV_ECAS:
+      return "cas token mismatch";
+    case SHMKV_ETOOSMALL:
+      return "buffer too small";
+    case SHMKV_EINVAL:
+      return "invalid argument";
+    case SHMKV_EKEYTOOBIG:
+      return "key too long";
+    case SHMKV_EVALTOOBIG:
+      return "value too large";
+    case SHMKV_ENOSPC:
+      return "no space: full and nothing may be evicted";
+    case SHMKV_ENOTNUM:
+      return "value is not a decimal 64-bit integer";
+    case SHMKV_EOVERFLOW:
+      return "integer overflow";
+    case SHMKV_ENOSEG:
+      return "segment does not exist";
+    case SHMKV_EACCES:
+      return "permission denied";
+    case SHMKV_EBADSEG:
+      return "bad segment (corrupt, truncated, or another layout version)";
+    case SHMKV_EREADONLY:
+      return "read-only handle";
+    case SHMKV_EBUSY:
+      return "contention limit reached; retry";
+    default:
+      break;
   }
   if (code > 0) return std::strerror(code);
   return "unknown shmkv error";

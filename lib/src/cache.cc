@@ -80,9 +80,9 @@ Cache& Cache::operator=(Cache&& other) noexcept {
 
 Cache::~Cache() { shmkv_close(handle_); }
 
-#define SHMKV_CPP_ENTER(write)                                           \
-  if (handle_ == nullptr) return Ec(SHMKV_EINVAL);                       \
-  internal::Ctx c{handle_, handle_->v, nullptr, 0};                      \
+#define SHMKV_CPP_ENTER(write)                      \
+  if (handle_ == nullptr) return Ec(SHMKV_EINVAL);  \
+  internal::Ctx c{handle_, handle_->v, nullptr, 0}; \
   if (int enter_rc = internal::Enter(handle_, (write), &c)) return Ec(enter_rc)
 
 std::error_code Cache::Get(std::string_view key, std::string* out, ItemInfo* info) const noexcept {
@@ -123,8 +123,8 @@ Result<uint64_t> Cache::Store(std::string_view key, std::string_view value,
     o.ttl_ms = Ms(options.ttl);
     o.expect_cas = options.expect_cas;
     o.user_flags = options.user_flags;
-    o.flags = (options.keep_ttl ? SHMKV_WRITE_KEEPTTL : 0) |
-              (options.no_evict ? SHMKV_WRITE_NOEVICT : 0);
+    o.flags =
+        (options.keep_ttl ? SHMKV_WRITE_KEEPTTL : 0) | (options.no_evict ? SHMKV_WRITE_NOEVICT : 0);
     if (int rc = internal::CheckTtl(o.ttl_ms)) return Ec(rc);
     uint64_t cas = 0;
     if (int rc = internal::OpStore(c, key, value, o, &cas)) return Ec(rc);
@@ -183,9 +183,9 @@ int ScanThunk(const void* key, size_t len, const shmkv_item_info_t* info, void* 
 }
 }  // namespace
 
-std::error_code Cache::Scan(std::string_view prefix,
-                            const std::function<bool(std::string_view, const ItemInfo&)>& fn)
-    const noexcept {
+std::error_code Cache::Scan(
+    std::string_view prefix,
+    const std::function<bool(std::string_view, const ItemInfo&)>& fn) const noexcept {
   return Guard([&]() -> std::error_code {
     ScanCtx sc{&fn};
     uint64_t cursor = 0;

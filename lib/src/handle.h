@@ -26,7 +26,7 @@ namespace shmkv::internal {
 struct PartLocal {
   uint32_t index = 0;
   ParticipantRecord* rec = nullptr;
-  uint64_t cas_next = 0, cas_end = 0;  // reserved range of cas tokens
+  uint64_t cas_next = 0, cas_end = 0;   // reserved range of cas tokens
   uint32_t cur_page[kMaxClasses] = {};  // page + 1 we allocate from; 0 = none
   uint32_t rotor[kMaxClasses] = {};     // bitmap word to start at
   uint64_t rng = 0;
@@ -53,8 +53,8 @@ struct shmkv_handle {
   bool precise = false;
   uint64_t serial = 0;  // unique per open in this process
 
-  std::mutex mu;      // guards the registration fields below
-  pid_t pid = 0;      // the process that holds proc_index
+  std::mutex mu;  // guards the registration fields below
+  pid_t pid = 0;  // the process that holds proc_index
   int64_t proc_index = -1;
   std::vector<std::unique_ptr<shmkv::internal::PartLocal>> parts;
 };
@@ -120,6 +120,13 @@ int OpScan(Ctx& c, uint64_t* cursor, std::string_view prefix, size_t limit, shmk
 // Evicts from a size class by its CLOCK hand until `want` blocks were
 // freed or two revolutions passed; returns the number freed.
 uint64_t EvictClass(Ctx& c, uint32_t cls, uint64_t want, uint64_t* last_page);
+
+// The LIVE slot that links block blk in state st, validated (false if none,
+// or if the block or slot changed meanwhile).
+bool FindLiveReference(const View& v, unsigned char* blk, uint64_t st, Slot** slot, SlotWord* w);
+// Unlinks slot word w (LIVE, linking blk at gen) and frees the block.
+bool UnlinkBlock(Ctx& c, Slot* s, const SlotWord& w, unsigned char* blk, uint32_t cls,
+                 uint64_t gen);
 
 // Frees or promotes what dead participants left: `dead` has one flag per
 // participant index. Used by RecoverDead.

@@ -22,9 +22,9 @@ inline constexpr uint64_t kMaxTtlMs = 1ull << 40;
 inline constexpr uint64_t kMaxParticipants = 65535;  // owner field is 16 bits
 
 // OFD lock bytes of the segment file (locks may lie beyond EOF).
-inline constexpr off_t kInitLockByte = 0;     // held by whoever initialises
-inline constexpr off_t kJanitorLockByte = 1;  // held by the janitor daemon
-inline constexpr off_t kProcLockBase = 64;    // + process record index
+inline constexpr off_t kInitLockByte = 0;                  // held by whoever initialises
+inline constexpr off_t kJanitorLockByte = 1;               // held by the janitor daemon
+inline constexpr off_t kProcLockBase = 64;                 // + process record index
 inline constexpr off_t kRecoverLockBase = off_t{1} << 24;  // + record being recovered
 
 enum InitState : uint32_t { kUninit = 0, kInitializing = 1, kReady = 2, kSuperseded = 3 };
@@ -39,13 +39,13 @@ struct Header {
   uint64_t total_size;
 
   // Geometry: every region is [off, off + size) inside total_size.
-  uint64_t proc_off, n_procs;    // ProcRecord[n_procs]
-  uint64_t part_off, n_parts;    // ParticipantRecord[n_parts]
-  uint64_t ptab_off;             // page table: uint64_t[n_pages]
-  uint64_t bitmap_off;           // uint64_t[n_pages * bitmap_words]
-  uint64_t bitmap_words;         // per page
-  uint64_t index_off, n_buckets; // Bucket[n_buckets]
-  uint64_t data_off, n_pages;    // pages of page_size bytes
+  uint64_t proc_off, n_procs;     // ProcRecord[n_procs]
+  uint64_t part_off, n_parts;     // ParticipantRecord[n_parts]
+  uint64_t ptab_off;              // page table: uint64_t[n_pages]
+  uint64_t bitmap_off;            // uint64_t[n_pages * bitmap_words]
+  uint64_t bitmap_words;          // per page
+  uint64_t index_off, n_buckets;  // Bucket[n_buckets]
+  uint64_t data_off, n_pages;     // pages of page_size bytes
   uint32_t page_shift;
   uint32_t n_classes;
   uint32_t class_size[kMaxClasses];  // bytes, multiples of 64, increasing
@@ -64,9 +64,9 @@ struct Header {
   uint32_t creator_pid;
   uint32_t reserved0;
 
-  alignas(kCacheLine) uint64_t cas_next;     // shared: cas token ranges (fetch_add)
-  alignas(kCacheLine) uint64_t recovered;    // shared: processes recovered so far
-  alignas(kCacheLine) uint64_t retired[16];  // shared: stats of departed participants
+  alignas(kCacheLine) uint64_t cas_next;                 // shared: cas token ranges (fetch_add)
+  alignas(kCacheLine) uint64_t recovered;                // shared: processes recovered so far
+  alignas(kCacheLine) uint64_t retired[16];              // shared: stats of departed participants
   alignas(kCacheLine) uint64_t class_hand[kMaxClasses];  // shared: CLOCK hands
 };
 static_assert(sizeof(Header) <= kHeaderSize);
@@ -94,8 +94,7 @@ static_assert(sizeof(Bucket) == 64 && alignof(Bucket) == 64);
 enum SlotState : uint64_t { kEmpty = 0, kPending = 1, kLive = 2 };
 
 namespace ref {
-inline constexpr int kTagShift = 48, kStateShift = 46, kRShift = 45, kNShift = 44,
-                     kClassShift = 38;
+inline constexpr int kTagShift = 48, kStateShift = 46, kRShift = 45, kNShift = 44, kClassShift = 38;
 inline constexpr uint64_t kOffMask = (1ull << 38) - 1;
 inline constexpr uint64_t kRBit = 1ull << kRShift;
 inline constexpr uint64_t kNBit = 1ull << kNShift;
@@ -150,10 +149,31 @@ inline constexpr uint32_t kState = 0, kCas = 8, kHashLo = 16, kHashHi = 24, kLen
 }
 
 // ---- Page table ----------------------------------------------------------
-// One word per page: 0 = unassigned, else (class + 1). Assigned once by CAS.
+// One word per page: class + 1 (8; 0 = unassigned) | state (8) | owner
+// participant (16, while draining or formatting) | epoch (32, +1 each time
+// the page is drained back to unassigned). A page serves one size class
+// until it is drained: its blocks are then all reserved by the drainer, so
+// no other participant can touch a block word of the old class grid, and
+// the page goes back to unassigned. Assigning a page that was used before
+// formats its block states with generations from its new epoch.
 // Page bitmaps: bit set = block probably in use (hint only; the block state
-// word is the truth). A zero page is all free, so assignment needs no
-// second step.
+// word is the truth). A zero page is all free, so a fresh page needs no
+// formatting.
+namespace pword {
+enum : uint64_t { kNormal = 0, kDraining = 1, kFormatting = 2 };
+constexpr uint64_t Make(uint64_t cls1, uint64_t st, uint64_t owner, uint64_t epoch) {
+  return (epoch << 32) | (owner << 16) | (st << 8) | cls1;
+}
+constexpr uint64_t Cls1(uint64_t w) { return w & 0xff; }
+constexpr uint64_t St(uint64_t w) { return (w >> 8) & 0xff; }
+constexpr uint64_t Owner(uint64_t w) { return (w >> 16) & 0xffff; }
+constexpr uint64_t Epoch(uint64_t w) { return w >> 32; }
+constexpr bool UsableFor(uint64_t w, uint32_t cls) {
+  return Cls1(w) == cls + 1 && St(w) == kNormal;
+}
+// First block generation of a page formatted in this epoch.
+constexpr uint64_t GenBase(uint64_t epoch) { return (epoch << 24) & ((1ull << 40) - 1); }
+}  // namespace pword
 
 // ---- Registry ------------------------------------------------------------
 // Process record: state word st(8) | janitor-of-recovery(16) | inc(40).
@@ -172,9 +192,18 @@ static_assert(sizeof(ProcRecord) == 64);
 // states are participant indexes.
 enum PartState : uint64_t { kPartFree = 0, kPartActive = 1 };
 enum StatIndex : uint32_t {
-  kStatGets, kStatHits, kStatMisses, kStatSets, kStatDeletes, kStatIncrs, kStatCasFailures,
-  kStatEvictions, kStatExpirations, kStatItems /* signed delta */,
-  kStatMemUsed /* signed delta */, kStatCount
+  kStatGets,
+  kStatHits,
+  kStatMisses,
+  kStatSets,
+  kStatDeletes,
+  kStatIncrs,
+  kStatCasFailures,
+  kStatEvictions,
+  kStatExpirations,
+  kStatItems /* signed delta */,
+  kStatMemUsed /* signed delta */,
+  kStatCount
 };
 struct alignas(kCacheLine) ParticipantRecord {
   uint64_t state;  // st(8) | proc index(24) | inc(32)

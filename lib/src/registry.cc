@@ -207,9 +207,8 @@ PartLocal* CurrentParticipant(shmkv_t* kv, int* rc) {
   PartLocal* p = AcquireParticipant(kv, rc);
   if (p == nullptr) return nullptr;
   // Drop entries of closed handles or of the parent process.
-  std::erase_if(tp.e, [pid](const TlsEntry& x) {
-    return x.pid != pid || Handles().count(x.serial) == 0;
-  });
+  std::erase_if(
+      tp.e, [pid](const TlsEntry& x) { return x.pid != pid || Handles().count(x.serial) == 0; });
   tp.e.push_back({kv->serial, pid, p});
   return p;
 }
@@ -371,7 +370,7 @@ int TakeCensus(shmkv_t* kv, Census* out) {
     const uint32_t cls = static_cast<uint32_t>(ref::Class(w.ref));
     unsigned char* blk = v.BlockAt(ref::Off64(w.ref), cls);
     const uint64_t page = blk ? v.PageOf(blk) : 0;
-    if (blk == nullptr || LoadAcquire(&v.ptab[page]) != cls + 1) {
+    if (blk == nullptr || pword::Cls1(LoadAcquire(&v.ptab[page])) != cls + 1) {
       ++out->bad_slots;
       continue;
     }
@@ -391,21 +390,29 @@ int TakeCensus(shmkv_t* kv, Census* out) {
     }
   }
   for (uint64_t page = 0; page < v.n_pages; ++page) {
-    const uint64_t cls1 = LoadAcquire(&v.ptab[page]);
-    if (cls1 == 0 || cls1 > v.n_classes) continue;
+    const uint64_t pw = LoadAcquire(&v.ptab[page]);
+    const uint64_t cls1 = pword::Cls1(pw);
+    if (cls1 == 0 || cls1 > v.n_classes || pword::St(pw) != pword::kNormal) continue;
     const uint32_t cls = static_cast<uint32_t>(cls1 - 1);
     for (uint64_t i = 0; i < v.class_bpp[cls]; ++i) {
       unsigned char* blk = v.data + (page << v.page_shift) + i * v.class_size[cls];
       const uint64_t bs = LoadAcquire(reinterpret_cast<uint64_t*>(blk));
       switch (bstate::St(bs)) {
-        case kFree: ++out->blocks_free; break;
-        case kAlloc: ++out->blocks_alloc; break;
+        case kFree:
+          ++out->blocks_free;
+          break;
+        case kAlloc:
+          ++out->blocks_alloc;
+          break;
         case kLinked:
           ++out->blocks_linked;
           if (!refs.count(static_cast<uint64_t>(blk - v.base) / 64)) ++out->linked_unreferenced;
           break;
-        case kKilled: ++out->blocks_killed; break;
-        default: break;
+        case kKilled:
+          ++out->blocks_killed;
+          break;
+        default:
+          break;
       }
     }
   }

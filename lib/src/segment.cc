@@ -1,11 +1,10 @@
 #include "segment.h"
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-
-#include <sys/mman.h>
 
 #include <algorithm>
 #include <boost/interprocess/file_mapping.hpp>
@@ -150,8 +149,8 @@ int PlanLayout(const shmkv_options_t& o, Header* h, std::string* why) {
   // The index (16 B a slot at load 0.75) may take at most half the segment.
   const uint64_t slots = (items * 4 + 2) / 3;
   if (slots * 16 > mem / 2) {
-    *why = "max_items " + Str(items) + " does not fit in memory_bytes " + Str(mem) +
-           " (at most " + Str(mem / 2 / 16 * 3 / 4) + ")";
+    *why = "max_items " + Str(items) + " does not fit in memory_bytes " + Str(mem) + " (at most " +
+           Str(mem / 2 / 16 * 3 / 4) + ")";
     return SHMKV_EINVAL;
   }
   const uint64_t n_buckets = std::max<uint64_t>(16, (slots + 3) / 4);
@@ -171,8 +170,10 @@ int PlanLayout(const shmkv_options_t& o, Header* h, std::string* why) {
   }
   const uint64_t rem = mem - after_index;
 
-  // Page size: large enough for the biggest block, small enough that the
-  // data area has many pages (classes are assigned whole pages).
+  // Pages: large enough for the biggest block, but at most 1/16 of the data
+  // area (classes own whole pages and trade them by draining; with fewer,
+  // larger pages a segment holding several sizes would keep evicting whole
+  // pages). Values are capped to fit a page (below).
   uint64_t page = kMinPage;
   const uint64_t max_block = ClassRoundUp(kBlockHeaderSize + max_key + max_val);
   while (page < max_block && page < kMaxPage) page *= 2;
@@ -207,8 +208,7 @@ int PlanLayout(const shmkv_options_t& o, Header* h, std::string* why) {
 
   // max_value_len: at most a quarter of the data area, and a block must fit
   // in a page.
-  const uint64_t data_bytes = n_pages * page;
-  max_val = std::min<uint64_t>(max_val, data_bytes / 4);
+  max_val = std::min<uint64_t>(max_val, n_pages * page / 4);
   max_val = std::min<uint64_t>(max_val, page - kBlockHeaderSize - max_key);
 
   h->magic = kMagic;
@@ -235,8 +235,7 @@ int ValidateHeader(const Header& h, uint64_t file_size, std::string* why) {
   if (h.abi_fingerprint != AbiFingerprint())
     return bad("ABI fingerprint mismatch (built for another platform or layout)");
   if (h.total_size != file_size)
-    return bad("header says " + Str(h.total_size) + " bytes but the file has " +
-               Str(file_size));
+    return bad("header says " + Str(h.total_size) + " bytes but the file has " + Str(file_size));
   auto in_range = [&](uint64_t off, uint64_t count, uint64_t elem) {
     if (off > file_size || count > file_size || elem > file_size) return false;
     if (count != 0 && elem > (file_size - off) / count) return false;
@@ -248,8 +247,7 @@ int ValidateHeader(const Header& h, uint64_t file_size, std::string* why) {
       h.proc_off < kHeaderSize)
     return bad("process table out of bounds");
   if (h.n_parts == 0 || h.n_parts > kMaxParticipants ||
-      !in_range(h.part_off, h.n_parts, sizeof(ParticipantRecord)) ||
-      h.part_off % kCacheLine != 0)
+      !in_range(h.part_off, h.n_parts, sizeof(ParticipantRecord)) || h.part_off % kCacheLine != 0)
     return bad("participant table out of bounds");
   if (h.n_buckets < 2 || h.n_buckets > (1ull << 32) ||
       !in_range(h.index_off, h.n_buckets, sizeof(Bucket)) || h.index_off % kCacheLine != 0)
@@ -336,8 +334,8 @@ bool ByteLockedByOther(int fd, off_t byte) {
 namespace {
 
 void FillFreshHeader(Header* planned, bool keep_seed, uint64_t seed) {
-  planned->hash_seed = keep_seed ? seed : std::random_device{}() * 0x9E3779B97F4A7C15ull ^
-                                              MonotonicNs(true);
+  planned->hash_seed =
+      keep_seed ? seed : std::random_device{}() * 0x9E3779B97F4A7C15ull ^ MonotonicNs(true);
   planned->epoch_ns = MonotonicNs(true);
   const std::string boot = ReadBootId();
   std::memset(planned->boot_id, 0, sizeof(planned->boot_id));

@@ -38,8 +38,8 @@ class Segment {
 
   // Opens or creates the segment `name` (see shmkv_open). On failure returns
   // an error code and a message in *why.
-  static int Open(const char* name, const shmkv_options_t* opts,
-                  std::unique_ptr<Segment>* out, std::string* why);
+  static int Open(const char* name, const shmkv_options_t* opts, std::unique_ptr<Segment>* out,
+                  std::string* why);
   static int Unlink(const char* name, std::string* why);
 
   unsigned char* base() const { return base_; }

@@ -259,8 +259,8 @@ int KeyIs(const View& v, Slot* s, const SlotWord& w, std::string_view key, const
 }
 
 bool HelpPromote(Slot* s, const SlotWord& w) {
-  const uint64_t r = ref::Make(ref::Tag(w.ref), kLive, true, ref::N(w.ref), ref::Class(w.ref),
-                               ref::Off64(w.ref));
+  const uint64_t r =
+      ref::Make(ref::Tag(w.ref), kLive, true, ref::N(w.ref), ref::Class(w.ref), ref::Off64(w.ref));
   return CasSlot(s, w, {r, meta::Make(meta::Version(w.meta) + 1, meta::CoarseExp(w.meta))});
 }
 
@@ -320,8 +320,8 @@ bool EvictSlot(Ctx& c, Slot* s, const SlotWord& w, bool expired) {
   return true;
 }
 
-Ins InsertNew(Ctx& c, std::string_view key, const KeyHash& h, const Cands& cs,
-              unsigned char* blk, uint32_t cls, uint64_t* gen, bool noevict, uint64_t expiry) {
+Ins InsertNew(Ctx& c, std::string_view key, const KeyHash& h, const Cands& cs, unsigned char* blk,
+              uint32_t cls, uint64_t* gen, bool noevict, uint64_t expiry) {
   const uint64_t me = c.p->index;
   uint64_t* my_state = StateWord(blk);
   const uint64_t my_off = static_cast<uint64_t>(blk - c.v.base) / 64;
@@ -551,7 +551,8 @@ void Discard(Ctx& c, const NewBlock& nb) { FreeBlock(c.v, c.p, nb.blk, nb.cls, n
 
 int InsertResult(Ins r) {
   if (r == Ins::kNoSpace)
-    return Fail(SHMKV_ENOSPC, "no room: every candidate slot holds an entry that may not be evicted");
+    return Fail(SHMKV_ENOSPC,
+                "no room: every candidate slot holds an entry that may not be evicted");
   return Fail(SHMKV_EBUSY, "all candidate slots are being inserted into concurrently; retry");
 }
 
@@ -864,18 +865,28 @@ int OpScan(Ctx& c, uint64_t* cursor, std::string_view prefix, size_t limit, shmk
 uint64_t EvictClass(Ctx& c, uint32_t cls, uint64_t want, uint64_t* last_page) {
   const View& v = c.v;
   const uint64_t bpp = v.class_bpp[cls];
-  const uint64_t positions = v.n_pages * bpp;
   const uint32_t now_s = static_cast<uint32_t>(c.now / 1000);
   const uint32_t policy = v.evict_policy;
   uint64_t freed = 0;
+  // The hand counts batches of up to 32 blocks that never straddle a page,
+  // so every block is visited once a revolution.
   constexpr uint64_t kBatch = 32;
-  for (uint64_t scanned = 0; scanned < 2 * positions && freed < want; scanned += kBatch) {
-    const uint64_t base = FetchAdd(&v.hdr->class_hand[cls], kBatch);
-    for (uint64_t k = 0; k < kBatch && freed < want; ++k) {
-      const uint64_t pos = (base + k) % positions;
-      const uint64_t page = pos / bpp;
-      if (LoadRelaxed(&v.ptab[page]) != cls + 1) continue;
-      unsigned char* blk = v.data + (page << v.page_shift) + (pos % bpp) * v.class_size[cls];
+  const uint64_t per_page = (bpp + kBatch - 1) / kBatch;
+  const uint64_t steps = v.n_pages * per_page;
+  for (uint64_t scanned = 0; scanned < 2 * steps && freed < want;) {
+    const uint64_t hb = FetchAdd(&v.hdr->class_hand[cls], 1) % steps;
+    const uint64_t page = hb / per_page;
+    if (!pword::UsableFor(LoadRelaxed(&v.ptab[page]), cls)) {
+      // Not this class's page: move the hand past it at once.
+      const uint64_t rest = per_page - hb % per_page;
+      if (rest > 1) FetchAdd(&v.hdr->class_hand[cls], rest - 1);
+      scanned += rest;
+      continue;
+    }
+    ++scanned;
+    const uint64_t first = (hb % per_page) * kBatch;
+    for (uint64_t pos = first; pos < std::min(first + kBatch, bpp) && freed < want; ++pos) {
+      unsigned char* blk = v.data + (page << v.page_shift) + pos * v.class_size[cls];
       const uint64_t st = LoadAcquire(StateWord(blk));
       if (bstate::St(st) != kLinked) continue;
       const BlockMeta m = ReadMeta(blk);
@@ -910,6 +921,28 @@ uint64_t EvictClass(Ctx& c, uint32_t cls, uint64_t want, uint64_t* last_page) {
     }
   }
   return freed;
+}
+
+bool UnlinkBlock(Ctx& c, Slot* s, const SlotWord& w, unsigned char* blk, uint32_t cls,
+                 uint64_t gen) {
+  return Unlink(c, s, w, blk, cls, gen);
+}
+
+bool FindLiveReference(const View& v, unsigned char* blk, uint64_t st, Slot** slot, SlotWord* w) {
+  const BlockMeta m = ReadMeta(blk);
+  if (LoadAcquire(StateWord(blk)) != st) return false;
+  const KeyHash h{m.hash_lo, uint64_t{m.hash_hi32} << 32};
+  const Cands cs = CandidatesOf(v, h);
+  const uint64_t off64 = static_cast<uint64_t>(blk - v.base) / 64;
+  for (Slot* s : cs.s) {
+    const SlotWord x = LoadSlot(s);
+    if (ref::State(x.ref) != kLive || ref::Off64(x.ref) != off64) continue;
+    if (LoadAcquire(StateWord(blk)) != st || !Unchanged(s, x)) return false;
+    *slot = s;
+    *w = x;
+    return true;
+  }
+  return false;
 }
 
 // ---- recovery (design-notes §6.3) ----------------------------------------
@@ -951,7 +984,7 @@ void RecoverParticipants(Ctx& c, const std::vector<bool>& dead) {
     if (off < v.data_off || off >= v.data_off + (v.n_pages << v.page_shift)) continue;
     unsigned char* blk = v.base + off;
     const uint64_t page = v.PageOf(blk);
-    const uint64_t cls1 = LoadAcquire(&v.ptab[page]);
+    const uint64_t cls1 = pword::Cls1(LoadAcquire(&v.ptab[page]));
     if (cls1 == 0 || cls1 > v.n_classes) continue;
     const uint32_t cls = static_cast<uint32_t>(cls1 - 1);
     if (v.BlockAt(off1 - 1, cls) == nullptr) continue;
@@ -964,8 +997,18 @@ void RecoverParticipants(Ctx& c, const std::vector<bool>& dead) {
   }
   // (b) every block a dead participant owns (Invariant 5).
   for (uint64_t page = 0; page < v.n_pages; ++page) {
-    const uint64_t cls1 = LoadAcquire(&v.ptab[page]);
+    const uint64_t pw = LoadAcquire(&v.ptab[page]);
+    const uint64_t cls1 = pword::Cls1(pw);
     if (cls1 == 0 || cls1 > v.n_classes) continue;
+    if (pword::St(pw) == pword::kFormatting) {
+      // The formatter died: hand the page back unassigned (the next
+      // assigner formats it again).
+      if (pword::Owner(pw) < dead.size() && dead[pword::Owner(pw)]) {
+        uint64_t expect = pw;
+        CasWord(&v.ptab[page], expect, pword::Make(0, pword::kNormal, 0, pword::Epoch(pw)));
+      }
+      continue;
+    }
     const uint32_t cls = static_cast<uint32_t>(cls1 - 1);
     const uint64_t size = v.class_size[cls];
     for (uint64_t i = 0; i < v.class_bpp[cls]; ++i) {
@@ -996,6 +1039,13 @@ void RecoverParticipants(Ctx& c, const std::vector<bool>& dead) {
         if (bstate::St(st) == kLinked && bstate::Gen(st) == gen) HelpPromote(s, w);
         if (bstate::St(st) == kKilled && bstate::Gen(st) == gen) HelpEmpty(s, w);
       }
+    }
+    // A drain whose drainer died: its reservations are freed above; the
+    // page serves its class again.
+    if (pword::St(pw) == pword::kDraining && pword::Owner(pw) < dead.size() &&
+        dead[pword::Owner(pw)]) {
+      uint64_t expect = pw;
+      CasWord(&v.ptab[page], expect, pword::Make(cls1, pword::kNormal, 0, pword::Epoch(pw)));
     }
   }
 }

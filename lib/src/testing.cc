@@ -17,21 +17,21 @@ namespace shmkv::testing {
 namespace {
 
 const char* const kCrashPoints[] = {
-    "alloc.claimed",    // block state ALLOC(me), nothing else done
-    "update.linked",    // new block LINKED, slot not swapped yet
-    "update.swapped",   // slot swapped, old block not freed yet
-    "unlink.intent",    // intent written, unlinking CAS not done
-    "unlink.cas",       // slot emptied, block not freed yet
-    "insert.claimed",   // PENDING claim published, nothing decided
-    "insert.killed",    // higher claims killed, lowest not linked yet
-    "insert.decided",   // claim LINKED, slot still PENDING
-    "free.state",       // block FREE, bitmap hint not cleared
+    "alloc.claimed",   // block state ALLOC(me), nothing else done
+    "update.linked",   // new block LINKED, slot not swapped yet
+    "update.swapped",  // slot swapped, old block not freed yet
+    "unlink.intent",   // intent written, unlinking CAS not done
+    "unlink.cas",      // slot emptied, block not freed yet
+    "insert.claimed",  // PENDING claim published, nothing decided
+    "insert.killed",   // higher claims killed, lowest not linked yet
+    "insert.decided",  // claim LINKED, slot still PENDING
+    "free.state",      // block FREE, bitmap hint not cleared
     nullptr,
 };
 
-std::atomic<bool> g_skip_validation{std::getenv("SHMKV_TEST_SKIP_READ_VALIDATION") != nullptr &&
-                                    std::strcmp(std::getenv("SHMKV_TEST_SKIP_READ_VALIDATION"),
-                                                "1") == 0};
+std::atomic<bool> g_skip_validation{
+    std::getenv("SHMKV_TEST_SKIP_READ_VALIDATION") != nullptr &&
+    std::strcmp(std::getenv("SHMKV_TEST_SKIP_READ_VALIDATION"), "1") == 0};
 
 struct Armed {
   std::string name;

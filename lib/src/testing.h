@@ -15,13 +15,13 @@ struct Census {
   uint64_t slots_live = 0;
   uint64_t slots_pending = 0;
   uint64_t blocks_free = 0;
-  uint64_t blocks_alloc = 0;   // owned, not published
-  uint64_t blocks_linked = 0;  // published (or decided)
-  uint64_t blocks_killed = 0;  // losing insert claims not yet reclaimed
+  uint64_t blocks_alloc = 0;         // owned, not published
+  uint64_t blocks_linked = 0;        // published (or decided)
+  uint64_t blocks_killed = 0;        // losing insert claims not yet reclaimed
   uint64_t linked_unreferenced = 0;  // LINKED blocks no slot points to: a leak
   uint64_t referenced_twice = 0;     // blocks two slots point to: corruption
   uint64_t duplicate_keys = 0;       // keys with more than one LIVE slot
-  uint64_t bad_slots = 0;  // slots whose block is out of range or not LINKED
+  uint64_t bad_slots = 0;            // slots whose block is out of range or not LINKED
 };
 int TakeCensus(shmkv_t* kv, Census* out);
 

@@ -95,9 +95,9 @@ class SHMKV_EXPORT Cache {
   std::error_code Clear() noexcept;
   // Visits live entries whose key starts with prefix; fn returns false to stop.
   // Keys present for the whole scan are visited at least once.
-  std::error_code Scan(std::string_view prefix,
-                       const std::function<bool(std::string_view key, const ItemInfo&)>& fn)
-      const noexcept;
+  std::error_code Scan(
+      std::string_view prefix,
+      const std::function<bool(std::string_view key, const ItemInfo&)>& fn) const noexcept;
   Result<shmkv_stats_t> Stats() const noexcept;
   Result<uint32_t> Recover() noexcept;
 

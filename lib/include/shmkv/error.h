@@ -52,15 +52,13 @@ class [[nodiscard]] Result {
  public:
   Result(T value) noexcept(std::is_nothrow_move_constructible_v<T>)  // NOLINT
       : v_(std::move(value)) {}
-  Result(std::error_code ec) noexcept : v_(ec) {}  // NOLINT
+  Result(std::error_code ec) noexcept : v_(ec) {}      // NOLINT
   Result(Errc e) noexcept : v_(make_error_code(e)) {}  // NOLINT
 
   bool ok() const noexcept { return v_.index() == 0; }
   explicit operator bool() const noexcept { return ok(); }
   bool IsNotFound() const noexcept { return error() == Errc::kNotFound; }
-  std::error_code error() const noexcept {
-    return ok() ? std::error_code{} : std::get<1>(v_);
-  }
+  std::error_code error() const noexcept { return ok() ? std::error_code{} : std::get<1>(v_); }
   T& value() & noexcept { return std::get<0>(v_); }
   const T& value() const& noexcept { return std::get<0>(v_); }
   T&& value() && noexcept { return std::get<0>(std::move(v_)); }

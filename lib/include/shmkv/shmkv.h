@@ -70,14 +70,17 @@ typedef struct shmkv_handle shmkv_t;
 #define SHMKV_EBUSY (-1015)     /* contention bound hit; retry */
 
 typedef struct shmkv_options {
-  uint32_t struct_size;  /* = sizeof(shmkv_options_t) */
-  uint64_t memory_bytes; /* segment size; default 64 MiB, at least 1 MiB */
-  uint64_t max_items;    /* index sizing hint; default memory_bytes / 256 */
-  uint32_t max_key_len;  /* default 250, at most 4096 */
-  uint32_t max_value_len; /* default 1 MiB; capped at a quarter of the data area */
-  uint32_t mode;         /* file mode of a new segment; default 0600 */
-  uint32_t flags;        /* SHMKV_OPEN_CREATE, SHMKV_OPEN_EXCL, SHMKV_OPEN_READONLY */
-  uint32_t evict_policy; /* SHMKV_EVICT_ALLKEYS (default), _VOLATILE, _NONE */
+  uint32_t struct_size;   /* = sizeof(shmkv_options_t) */
+  uint64_t memory_bytes;  /* segment size; default 64 MiB, at least 1 MiB */
+  uint64_t max_items;     /* index sizing hint; default memory_bytes / 256 */
+  uint32_t max_key_len;   /* default 250, at most 4096 */
+  uint32_t max_value_len; /* default 1 MiB; capped at a quarter of the data area and at
+                             the page size, which is at most 1/16 of the data area:
+                             segments from about 40 MiB take 1 MiB values, a 4 MiB
+                             segment takes values up to about 128 KiB */
+  uint32_t mode;          /* file mode of a new segment; default 0600 */
+  uint32_t flags;         /* SHMKV_OPEN_CREATE, SHMKV_OPEN_EXCL, SHMKV_OPEN_READONLY */
+  uint32_t evict_policy;  /* SHMKV_EVICT_ALLKEYS (default), _VOLATILE, _NONE */
 } shmkv_options_t;
 
 SHMKV_EXPORT void shmkv_options_init(shmkv_options_t *opts);
@@ -90,7 +93,7 @@ SHMKV_EXPORT void shmkv_options_init(shmkv_options_t *opts);
    segment is opened as it is (its own geometry wins); with SHMKV_OPEN_EXCL
    as well, an existing segment gives SHMKV_EEXIST. */
 SHMKV_EXPORT int shmkv_open(const char *name, const shmkv_options_t *opts, shmkv_t **out);
-SHMKV_EXPORT int shmkv_close(shmkv_t *kv); /* NULL is a no-op */
+SHMKV_EXPORT int shmkv_close(shmkv_t *kv);       /* NULL is a no-op */
 SHMKV_EXPORT int shmkv_unlink(const char *name); /* remove the segment name */
 
 typedef struct shmkv_item_info {
@@ -106,8 +109,8 @@ typedef struct shmkv_item_info {
    SHMKV_ETOOSMALL, copies nothing, *val_len = size needed, info filled.
    info may be NULL. buf may be NULL when buf_len is 0 (a size query: it
    returns SHMKV_ETOOSMALL, or 0 for an empty value, which is legal). */
-SHMKV_EXPORT int shmkv_get(shmkv_t *kv, const void *key, size_t key_len, void *buf,
-                           size_t buf_len, size_t *val_len, shmkv_item_info_t *info);
+SHMKV_EXPORT int shmkv_get(shmkv_t *kv, const void *key, size_t key_len, void *buf, size_t buf_len,
+                           size_t *val_len, shmkv_item_info_t *info);
 /* Same, into a malloc'd buffer released with shmkv_free. */
 SHMKV_EXPORT int shmkv_get_alloc(shmkv_t *kv, const void *key, size_t key_len, void **val,
                                  size_t *val_len, shmkv_item_info_t *info);
@@ -115,12 +118,12 @@ SHMKV_EXPORT void shmkv_free(void *p);
 
 typedef struct shmkv_write_opts {
   uint32_t struct_size;
-  uint32_t mode;        /* SHMKV_SET (upsert), SHMKV_ADD (only if absent),
-                           SHMKV_REPLACE (only if present) */
-  uint64_t ttl_ms;      /* 0 = no expiry */
-  uint64_t expect_cas;  /* 0 = any; else store only if the current cas equals it */
+  uint32_t mode;       /* SHMKV_SET (upsert), SHMKV_ADD (only if absent),
+                          SHMKV_REPLACE (only if present) */
+  uint64_t ttl_ms;     /* 0 = no expiry */
+  uint64_t expect_cas; /* 0 = any; else store only if the current cas equals it */
   uint32_t user_flags;
-  uint32_t flags;       /* SHMKV_WRITE_KEEPTTL, SHMKV_WRITE_NOEVICT */
+  uint32_t flags; /* SHMKV_WRITE_KEEPTTL, SHMKV_WRITE_NOEVICT */
 } shmkv_write_opts_t;
 
 SHMKV_EXPORT void shmkv_write_opts_init(shmkv_write_opts_t *opts);
@@ -132,11 +135,9 @@ SHMKV_EXPORT int shmkv_set(shmkv_t *kv, const void *key, size_t key_len, const v
 /* opts may be NULL (= plain set, no TTL); new_cas may be NULL.
    REPLACE and expect_cas on a missing key return SHMKV_ENOTFOUND. */
 SHMKV_EXPORT int shmkv_store(shmkv_t *kv, const void *key, size_t key_len, const void *val,
-                             size_t val_len, const shmkv_write_opts_t *opts,
-                             uint64_t *new_cas);
+                             size_t val_len, const shmkv_write_opts_t *opts, uint64_t *new_cas);
 /* expect_cas 0 = unconditional. */
-SHMKV_EXPORT int shmkv_delete(shmkv_t *kv, const void *key, size_t key_len,
-                              uint64_t expect_cas);
+SHMKV_EXPORT int shmkv_delete(shmkv_t *kv, const void *key, size_t key_len, uint64_t expect_cas);
 /* Atomic add. A missing (or expired) key is created holding `initial` with
    ttl_ms (0 = none) and *result = initial (delta is NOT applied: the
    memcached binary-protocol rule); an existing key gets += delta, keeps its
@@ -151,7 +152,7 @@ SHMKV_EXPORT int shmkv_touch(shmkv_t *kv, const void *key, size_t key_len,
                              uint64_t ttl_ms); /* 0 = persist */
 SHMKV_EXPORT int shmkv_ttl(shmkv_t *kv, const void *key, size_t key_len,
                            int64_t *ttl_ms); /* -1 = none */
-SHMKV_EXPORT int shmkv_clear(shmkv_t *kv); /* remove every entry */
+SHMKV_EXPORT int shmkv_clear(shmkv_t *kv);   /* remove every entry */
 
 /* Cursor scan: start with *cursor = 0; each call examines at most `limit`
    index slots (so its cost is bounded), calls fn for each live entry whose
@@ -163,8 +164,8 @@ SHMKV_EXPORT int shmkv_clear(shmkv_t *kv); /* remove every entry */
    including delete on the key it was given. */
 typedef int (*shmkv_scan_fn)(const void *key, size_t key_len, const shmkv_item_info_t *info,
                              void *ctx);
-SHMKV_EXPORT int shmkv_scan(shmkv_t *kv, uint64_t *cursor, const void *prefix,
-                            size_t prefix_len, size_t limit, shmkv_scan_fn fn, void *ctx);
+SHMKV_EXPORT int shmkv_scan(shmkv_t *kv, uint64_t *cursor, const void *prefix, size_t prefix_len,
+                            size_t limit, shmkv_scan_fn fn, void *ctx);
 
 typedef struct shmkv_stats {
   uint32_t struct_size;
