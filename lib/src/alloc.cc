@@ -96,6 +96,7 @@ bool AssignPage(Ctx& c, uint64_t page, uint32_t cls) {
   }
   if (!CasWord(&v.ptab[page], w, pword::Make(cls + 1, pword::kFormatting, c.p->index, epoch)))
     return false;
+  SHMKV_CRASHPOINT("assign.formatting");
   const uint64_t gen = pword::GenBase(epoch);
   for (uint64_t i = 0; i < v.class_bpp[cls]; ++i)
     StoreRelaxed(StateOf(BlockOf(v, page, cls, i)), bstate::Make(kFree, 0, gen));
@@ -128,6 +129,7 @@ bool DrainPage(Ctx& c, uint64_t page, uint32_t cls) {
   if (!pword::UsableFor(w, cls)) return false;
   const uint64_t epoch = pword::Epoch(w);
   if (!CasWord(&v.ptab[page], w, pword::Make(cls + 1, pword::kDraining, me, epoch))) return false;
+  SHMKV_CRASHPOINT("drain.started");
   bool all_mine = false;
   bool blocked = false;
   for (int round = 0; round < 8 && !all_mine && !blocked; ++round) {
@@ -138,7 +140,10 @@ bool DrainPage(Ctx& c, uint64_t page, uint32_t cls) {
       if (bstate::St(st) == kAlloc && bstate::Owner(st) == me) continue;  // reserved
       if (bstate::St(st) == kFree) {
         const uint64_t g = (bstate::Gen(st) + 1) & bstate::kGenMask;
-        if (!CasWord(StateOf(blk), st, bstate::Make(kAlloc, me, g))) all_mine = false;
+        if (CasWord(StateOf(blk), st, bstate::Make(kAlloc, me, g)))
+          c.p->Stat(kStatMemUsed, v.class_size[cls]);  // reserved = in use, for recovery's sake
+        else
+          all_mine = false;
         continue;
       }
       all_mine = false;
@@ -160,15 +165,20 @@ bool DrainPage(Ctx& c, uint64_t page, uint32_t cls) {
       unsigned char* blk = BlockOf(v, page, cls, i);
       uint64_t st = LoadAcquire(StateOf(blk));
       if (bstate::St(st) == kAlloc && bstate::Owner(st) == me &&
-          CasWord(StateOf(blk), st, bstate::Make(kFree, 0, bstate::Gen(st))))
+          CasWord(StateOf(blk), st, bstate::Make(kFree, 0, bstate::Gen(st)))) {
         FetchAnd(&v.BitmapOf(page)[i / 64], ~(1ull << (i % 64)));
+        c.p->Stat(kStatMemUsed, -static_cast<int64_t>(v.class_size[cls]));
+      }
     }
     uint64_t expect = pword::Make(cls + 1, pword::kDraining, me, epoch);
     CasWord(&v.ptab[page], expect, pword::Make(cls + 1, pword::kNormal, 0, epoch));
     return false;
   }
+  SHMKV_CRASHPOINT("drain.reserved");
   uint64_t expect = pword::Make(cls + 1, pword::kDraining, me, epoch);
-  return CasWord(&v.ptab[page], expect, pword::Make(0, pword::kNormal, 0, epoch + 1));
+  if (!CasWord(&v.ptab[page], expect, pword::Make(0, pword::kNormal, 0, epoch + 1))) return false;
+  c.p->Stat(kStatMemUsed, -static_cast<int64_t>(v.class_size[cls] * v.class_bpp[cls]));
+  return true;
 }
 
 uint64_t FreeHints(const View& v, uint64_t page, uint32_t cls) {

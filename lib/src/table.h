@@ -68,15 +68,28 @@
 // into the retired counters and frees the records. Every step is an
 // idempotent CAS, so two recoverers or a recoverer that dies are harmless.
 //
+// PAGES. A page serves one size class until it is drained: when a class
+// has no free block, no unassigned page and nothing to evict in its own
+// pages, a writer drains the page of another class (evicting what the
+// policy allows, reserving every block as ALLOC(me) so that no one else can
+// touch a word of the old grid), hands it back unassigned, and formats it
+// for its class with block generations from the page's new epoch. A drainer
+// or formatter that dies is undone by recovery (alloc.cc).
+//
 // TRADE-OFFS. Copy-on-write makes every write allocate (incr included:
 // counters are decimal ASCII values), in exchange for one validation rule
 // for every read and a cas token that changes on every write. A bucket
 // pair at load 0.75 loses about 0.3 % of inserts to premature eviction
-// (design-notes §3.3). Capacity is fixed at creation; a page keeps its size
-// class once assigned, so a workload whose sizes shift after the data area
-// filled evicts within the classes it has (rebalancing pages between
-// classes is the janitor's job). Value sizes are capped so that at least
-// 16 pages fit in the data area.
+// (design-notes §3.3). Capacity is fixed at creation. Pages are at most
+// 1/16 of the data area, so that trading them between classes evicts
+// little at a time; values are capped to fit a page.
+//
+// RESIDUAL RISK. A participant stalled between reading a FREE block state
+// and its claiming CAS, for as long as it takes to drain, reassign, format
+// and fill that page, could match its stale word against the new contents;
+// this needs the exact 64-bit pattern at that address (block generations
+// restart from a new epoch per format) and is of the order of the 32-bit
+// slot version wrap (design-notes §6.5).
 //
 // VERSIONING. Any change to layout.h bumps kLayoutVersion; segments of
 // another version, ABI fingerprint or size are refused with SHMKV_EBADSEG.

@@ -17,15 +17,18 @@ namespace shmkv::testing {
 namespace {
 
 const char* const kCrashPoints[] = {
-    "alloc.claimed",   // block state ALLOC(me), nothing else done
-    "update.linked",   // new block LINKED, slot not swapped yet
-    "update.swapped",  // slot swapped, old block not freed yet
-    "unlink.intent",   // intent written, unlinking CAS not done
-    "unlink.cas",      // slot emptied, block not freed yet
-    "insert.claimed",  // PENDING claim published, nothing decided
-    "insert.killed",   // higher claims killed, lowest not linked yet
-    "insert.decided",  // claim LINKED, slot still PENDING
-    "free.state",      // block FREE, bitmap hint not cleared
+    "alloc.claimed",      // block state ALLOC(me), nothing else done
+    "update.linked",      // new block LINKED, slot not swapped yet
+    "update.swapped",     // slot swapped, old block not freed yet
+    "unlink.intent",      // intent written, unlinking CAS not done
+    "unlink.cas",         // slot emptied, block not freed yet
+    "insert.claimed",     // PENDING claim published, nothing decided
+    "insert.killed",      // higher claims killed, lowest not linked yet
+    "insert.decided",     // claim LINKED, slot still PENDING
+    "free.state",         // block FREE, bitmap hint not cleared
+    "drain.started",      // page DRAINING(me), nothing reserved or evicted yet
+    "drain.reserved",     // every block of the page reserved, page not released
+    "assign.formatting",  // page FORMATTING(me), block states half rewritten
     nullptr,
 };
 

@@ -423,6 +423,19 @@ int CrashPointChild(const std::string& seg, shmkv_t* kv, const char* point,
   }
   shmkv::testing::SetFakeNowMs(-1);
 
+  // Page trading: sweep the value size over many size classes, so that
+  // pages are drained from one class and formatted for another.
+  for (int round = 0; round < 3; ++round) {
+    for (size_t size = 100; size <= 6000; size += 97) {
+      const std::string v(size, 'q');
+      for (int j = 0; j < 40; ++j) {
+        std::string key = prefix + "trade-" + std::to_string(size) + "-" + std::to_string(j);
+        rc = shmkv_set(kv, key.data(), key.size(), v.data(), v.size(), 0);
+        Expect(rc == 0 || rc == SHMKV_EBUSY, sh, "set while trading pages", rc);
+      }
+    }
+  }
+
   // Pressure: more data than fits, so that eviction (index and memory)
   // runs. The parent's anchors are no-evict and must survive.
   std::string big(3000, 'p');
