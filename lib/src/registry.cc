@@ -22,8 +22,6 @@ namespace shmkv::internal {
 
 namespace {
 
-thread_local std::string t_last_error;
-
 constexpr uint64_t kCasRange = 1ull << 16;
 
 uint64_t ProcWord(uint64_t st, uint64_t recoverer, uint64_t inc) {
@@ -55,13 +53,21 @@ struct TlsEntry {
 
 void ReleaseParticipant(shmkv_t* kv, PartLocal* p);
 
-// The calling thread's participants, one per open handle it used. Lock
-// order everywhere: g_handles_mu, then a handle's mu.
-struct TlsParts {
-  std::vector<TlsEntry> e;
-  ~TlsParts() {
+// Per-thread state: the last error message and the thread's participants,
+// one per open handle it used. Reached through one initial-exec TLS
+// pointer (no __tls_get_addr call on the hot path); freed at thread exit by
+// a pthread key destructor, which gives the participants back. Lock order
+// everywhere: g_handles_mu, then a handle's mu.
+struct ThreadState {
+  std::string last_error;
+  std::vector<TlsEntry> parts;
+};
+
+void DestroyThreadState(void* arg) {
+  auto* ts = static_cast<ThreadState*>(arg);
+  {
     std::lock_guard<std::mutex> g(g_handles_mu);
-    for (const TlsEntry& x : e) {
+    for (const TlsEntry& x : ts->parts) {
       auto it = Handles().find(x.serial);
       if (it == Handles().end() || x.pid != ::getpid()) continue;
       shmkv_t* kv = it->second;
@@ -74,8 +80,20 @@ struct TlsParts {
       }
     }
   }
-};
-thread_local TlsParts t_parts;
+  delete ts;
+}
+
+pthread_key_t g_thread_key;
+std::once_flag g_thread_key_once;
+__thread ThreadState* t_state __attribute__((tls_model("initial-exec"))) = nullptr;
+
+ThreadState& State() {
+  if (t_state != nullptr) return *t_state;
+  std::call_once(g_thread_key_once, [] { pthread_key_create(&g_thread_key, DestroyThreadState); });
+  t_state = new ThreadState();
+  pthread_setspecific(g_thread_key, t_state);
+  return *t_state;
+}
 
 // fork(): the child must not inherit held process-local mutexes, nor keep
 // the parent's lock fds (which would keep the parent looking alive).
@@ -112,13 +130,15 @@ void ReleaseParticipant(shmkv_t* kv, PartLocal* p) {
 
 }  // namespace
 
-void SetError(const std::string& msg) { t_last_error = msg; }
-void ClearError() { t_last_error.clear(); }
+void SetError(const std::string& msg) { State().last_error = msg; }
+void ClearError() {
+  if (t_state != nullptr && !t_state->last_error.empty()) t_state->last_error.clear();
+}
 int Fail(int rc, const std::string& msg) {
-  t_last_error = msg;
+  State().last_error = msg;
   return rc;
 }
-const char* LastError() { return t_last_error.c_str(); }
+const char* LastError() { return State().last_error.c_str(); }
 
 int RecoverDeadLocked(shmkv_t* kv, uint32_t* recovered);
 
@@ -197,8 +217,8 @@ int EnsureRegisteredLocked(shmkv_t* kv) {
 
 PartLocal* CurrentParticipant(shmkv_t* kv, int* rc) {
   const pid_t pid = ::getpid();
-  TlsParts& tp = t_parts;
-  for (const TlsEntry& x : tp.e) {
+  ThreadState& ts = State();
+  for (const TlsEntry& x : ts.parts) {
     if (x.serial == kv->serial && x.pid == pid) return x.part;
   }
   std::lock_guard<std::mutex> hg(g_handles_mu);
@@ -208,8 +228,8 @@ PartLocal* CurrentParticipant(shmkv_t* kv, int* rc) {
   if (p == nullptr) return nullptr;
   // Drop entries of closed handles or of the parent process.
   std::erase_if(
-      tp.e, [pid](const TlsEntry& x) { return x.pid != pid || Handles().count(x.serial) == 0; });
-  tp.e.push_back({kv->serial, pid, p});
+      ts.parts, [pid](const TlsEntry& x) { return x.pid != pid || Handles().count(x.serial) == 0; });
+  ts.parts.push_back({kv->serial, pid, p});
   return p;
 }
 
