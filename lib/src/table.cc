@@ -828,7 +828,7 @@ int OpScan(Ctx& c, uint64_t* cursor, std::string_view prefix, size_t limit, shmk
     *cursor = 0;
     return 0;
   }
-  const uint64_t end = std::min<uint64_t>(total, i + limit);
+  const uint64_t end = limit >= total - i ? total : i + limit;  // no overflow for huge limits
   std::string key;
   key.resize(c.v.max_key_len);
   for (; i < end; ++i) {

@@ -1168,6 +1168,8 @@ TEST_F(ApiTest, ScanWithoutPrefixVisitsAll) {
   EXPECT_EQ(std::set<std::string>(keys.begin(), keys.end()).size(), 102u);
   keys = AllKeys({}, 1000000);
   EXPECT_EQ(std::set<std::string>(keys.begin(), keys.end()).size(), 102u);
+  keys = AllKeys({}, SIZE_MAX);  // "no limit": must not overflow the cursor arithmetic
+  EXPECT_EQ(std::set<std::string>(keys.begin(), keys.end()).size(), 102u);
 }
 
 TEST_F(ApiTest, ScanReportsTtlOfEntries) {
