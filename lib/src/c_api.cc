@@ -296,7 +296,10 @@ const char* shmkv_strerror(int code) {
     default:
       break;
   }
-  if (code > 0) return std::strerror(code);
+  if (code > 0) {
+    thread_local char buf[128];
+    return strerror_r(code, buf, sizeof(buf));  // GNU: returns the message
+  }
   return "unknown shmkv error";
 }
 

@@ -176,10 +176,12 @@ std::error_code Cache::Clear() noexcept { return Ec(shmkv_clear(handle_)); }
 namespace {
 struct ScanCtx {
   const std::function<bool(std::string_view, const ItemInfo&)>* fn;
+  bool stopped = false;
 };
 int ScanThunk(const void* key, size_t len, const shmkv_item_info_t* info, void* ctx) {
   auto* sc = static_cast<ScanCtx*>(ctx);
-  return (*sc->fn)(std::string_view(static_cast<const char*>(key), len), ToInfo(*info)) ? 0 : 1;
+  sc->stopped = !(*sc->fn)(std::string_view(static_cast<const char*>(key), len), ToInfo(*info));
+  return sc->stopped ? 1 : 0;
 }
 }  // namespace
 
@@ -190,13 +192,9 @@ std::error_code Cache::Scan(
     ScanCtx sc{&fn};
     uint64_t cursor = 0;
     do {
-      const uint64_t before = cursor;
       if (int rc = shmkv_scan(handle_, &cursor, prefix.data(), prefix.size(), 4096, ScanThunk, &sc))
         return Ec(rc);
-      // fn asked to stop: the cursor points just past its entry, not at a
-      // page boundary.
-      if (cursor != 0 && (cursor - before) % 4096 != 0) break;
-    } while (cursor != 0);
+    } while (cursor != 0 && !sc.stopped);
     return {};
   });
 }

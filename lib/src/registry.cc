@@ -227,8 +227,9 @@ PartLocal* CurrentParticipant(shmkv_t* kv, int* rc) {
   PartLocal* p = AcquireParticipant(kv, rc);
   if (p == nullptr) return nullptr;
   // Drop entries of closed handles or of the parent process.
-  std::erase_if(
-      ts.parts, [pid](const TlsEntry& x) { return x.pid != pid || Handles().count(x.serial) == 0; });
+  std::erase_if(ts.parts, [pid](const TlsEntry& x) {
+    return x.pid != pid || Handles().count(x.serial) == 0;
+  });
   ts.parts.push_back({kv->serial, pid, p});
   return p;
 }

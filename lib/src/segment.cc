@@ -404,7 +404,7 @@ int Segment::Open(const char* name, const shmkv_options_t* opts, std::unique_ptr
           if (fd < 0) {
             if (errno == EEXIST) throw ipc::interprocess_exception(ipc::already_exists_error);
             const int e = errno;
-            *why = "cannot create " + norm + ": " + std::strerror(e);
+            *why = "cannot create " + norm + ": " + ErrnoText(e);
             return MapErrno(e);
           }
           ::close(fd);
@@ -456,7 +456,7 @@ int Segment::Open(const char* name, const shmkv_options_t* opts, std::unique_ptr
 
   if (!read_only) {
     if (int rc = seg->ReopenLockFd()) {
-      *why = std::string("cannot reopen the segment for locking: ") + std::strerror(rc);
+      *why = std::string("cannot reopen the segment for locking: ") + ErrnoText(rc);
       unlink_created();
       return rc;
     }
@@ -482,7 +482,7 @@ int Segment::Open(const char* name, const shmkv_options_t* opts, std::unique_ptr
       rc = ::ftruncate(im.map_fd, static_cast<off_t>(planned.total_size)) ? errno : 0;
     if (rc != 0) {
       *why = "cannot reserve " + Str(planned.total_size) + " bytes for segment '" + norm +
-             "': " + std::strerror(rc);
+             "': " + ErrnoText(rc);
       return rc;
     }
     map(planned.total_size, ipc::read_write);
@@ -509,7 +509,7 @@ int Segment::Open(const char* name, const shmkv_options_t* opts, std::unique_ptr
       for (;;) {
         struct stat st;
         if (::fstat(im.map_fd, &st) != 0) {
-          *why = std::string("cannot stat segment: ") + std::strerror(errno);
+          *why = std::string("cannot stat segment: ") + ErrnoText(errno);
           return errno;
         }
         const uint64_t fsize = static_cast<uint64_t>(st.st_size);
@@ -596,7 +596,7 @@ int Segment::Unlink(const char* name, std::string* why) {
     rc = ::unlink(norm.c_str()) == 0 ? 0 : errno;
   }
   if (rc != 0) {
-    *why = "cannot unlink segment '" + norm + "': " + std::strerror(rc);
+    *why = "cannot unlink segment '" + norm + "': " + ErrnoText(rc);
     return MapErrno(rc);
   }
   return 0;

@@ -7,11 +7,15 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <system_error>
 
 #include "layout.h"
 #include "shmkv/shmkv.h"
 
 namespace shmkv::internal {
+
+// strerror, thread-safe (std::strerror may share one buffer).
+inline std::string ErrnoText(int e) { return std::generic_category().message(e); }
 
 // What shmkv_open asked for, validated.
 struct Geometry {

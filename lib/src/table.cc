@@ -845,7 +845,8 @@ int OpScan(Ctx& c, uint64_t* cursor, std::string_view prefix, size_t limit, shmk
       if (sane) CopyOut(key.data(), blk, kBlockHeaderSize, m.klen);
       if (!Unchanged(s, w)) continue;
       if (!sane || Expired(m.expiry, c.now)) break;
-      if (prefix.size() > m.klen || std::memcmp(key.data(), prefix.data(), prefix.size()) != 0)
+      if (prefix.size() > m.klen ||
+          (!prefix.empty() && std::memcmp(key.data(), prefix.data(), prefix.size()) != 0))
         break;
       shmkv_item_info_t info{};
       info.struct_size = sizeof(info);

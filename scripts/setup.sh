@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Sets up a fresh Debian 12 machine to build and test shmkv, then builds it
+# into build/ (RelWithDebInfo: optimised, with debug info).
+#
+#   bash scripts/setup.sh
+#
+# Idempotent: packages that are already installed are not touched (no
+# apt-get update at all when nothing is missing), and a configured build/
+# is only rebuilt incrementally. Run as root, or as a user with sudo; a user
+# without either is told what to install.
+#
+# Environment: SHMKV_BUILD_DIR (default build), SHMKV_JOBS (default: nproc).
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+# Exactly what the build and the tests need.
+#   build-essential cmake ninja-build pkg-config  toolchain
+#   libboost-dev                                  Boost.Interprocess (segment)
+#   libboost-program-options-dev                  shmkv CLI and shmkvd options
+#   libxxhash-dev                                 XXH3 key hashing
+#   nlohmann-json3-dev                            JSON output of CLI and daemon
+#   libgtest-dev libbenchmark-dev                 tests/ and bench/
+#   libncurses-dev                                `shmkv top`
+#   clang-format-14                               format check in scripts/test.sh
+#   binutils                                      nm/objdump (no libatomic calls test)
+PACKAGES=(
+  build-essential cmake ninja-build pkg-config
+  libboost-dev libboost-program-options-dev
+  libxxhash-dev nlohmann-json3-dev
+  libgtest-dev libbenchmark-dev
+  libncurses-dev
+  clang-format-14
+  binutils
+)
+
+missing=()
+for pkg in "${PACKAGES[@]}"; do
+  status="$(dpkg-query -W -f='${db:Status-Abbrev}' "$pkg" 2>/dev/null || true)"
+  if [[ "$status" != ii* ]]; then
+    missing+=("$pkg")
+  fi
+done
+
+if ((${#missing[@]} > 0)); then
+  echo "setup: missing packages: ${missing[*]}"
+  if ((EUID == 0)); then
+    as_root=()
+  elif command -v sudo >/dev/null 2>&1; then
+    as_root=(sudo)
+  else
+    echo "setup: not root and no sudo; as root, run:" >&2
+    echo "  apt-get update && apt-get install -y ${missing[*]}" >&2
+    exit 1
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  "${as_root[@]}" apt-get update
+  "${as_root[@]}" apt-get install -y "${missing[@]}"
+else
+  echo "setup: all ${#PACKAGES[@]} packages already installed"
+fi
+
+build_dir="${SHMKV_BUILD_DIR:-build}"
+jobs="${SHMKV_JOBS:-$(nproc)}"
+# Every option is given explicitly, so that a build directory configured
+# earlier with other values is brought back to the full build.
+cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  -DSHMKV_BUILD_TESTS=ON -DSHMKV_BUILD_BENCH=ON -DSHMKV_BUILD_EXAMPLES=ON -DSHMKV_SANITIZE=
+cmake --build "$build_dir" --parallel "$jobs"
+echo "setup: built into $build_dir/"
