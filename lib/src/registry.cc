@@ -37,6 +37,25 @@ uint64_t PartSt(uint64_t w) { return w & 0xff; }
 uint64_t PartProc(uint64_t w) { return (w >> 8) & 0xffffff; }
 uint64_t PartInc(uint64_t w) { return w >> 32; }
 
+// This process's pid without a system call per operation (glibc does not
+// cache getpid()); refreshed in the child by the fork handler below.
+std::atomic<pid_t> g_pid{0};
+
+pid_t CurrentPid() {
+  const pid_t p = g_pid.load(std::memory_order_relaxed);
+  return p != 0 ? p : ::getpid();
+}
+
+void AtForkChildPid() { g_pid.store(::getpid(), std::memory_order_relaxed); }
+
+// Registered when the library is loaded, so that a fork before any handle
+// is opened refreshes it too.
+[[maybe_unused]] const bool g_pid_handler = [] {
+  g_pid.store(::getpid(), std::memory_order_relaxed);
+  pthread_atfork(nullptr, nullptr, AtForkChildPid);
+  return true;
+}();
+
 // Open handles of this process, so that a thread exiting can give back its
 // participants of handles that are still open.
 std::mutex g_handles_mu;
@@ -69,7 +88,7 @@ void DestroyThreadState(void* arg) {
     std::lock_guard<std::mutex> g(g_handles_mu);
     for (const TlsEntry& x : ts->parts) {
       auto it = Handles().find(x.serial);
-      if (it == Handles().end() || x.pid != ::getpid()) continue;
+      if (it == Handles().end() || x.pid != CurrentPid()) continue;
       shmkv_t* kv = it->second;
       std::lock_guard<std::mutex> hg(kv->mu);
       for (size_t k = 0; k < kv->parts.size(); ++k) {
@@ -157,13 +176,13 @@ int RegisterProcess(shmkv_t* kv) {
         UnlockByte(fd, kProcLockBase + static_cast<off_t>(i));
         continue;
       }
-      StoreRelaxed(&r->pid, static_cast<uint64_t>(::getpid()));
+      StoreRelaxed(&r->pid, static_cast<uint64_t>(CurrentPid()));
       timespec ts;
       clock_gettime(CLOCK_REALTIME, &ts);
       StoreRelaxed(&r->attach_realtime_ns,
                    uint64_t(ts.tv_sec) * 1000000000ull + uint64_t(ts.tv_nsec));
       kv->proc_index = static_cast<int64_t>(i);
-      kv->pid = ::getpid();
+      kv->pid = CurrentPid();
       return 0;
     }
     // Full: records of dead processes may be waiting for recovery.
@@ -193,7 +212,7 @@ PartLocal* AcquireParticipant(shmkv_t* kv, int* rc) {
     auto p = std::make_unique<PartLocal>();
     p->index = static_cast<uint32_t>(t);
     p->rec = rec;
-    p->rng = (t + 1) * 0x9E3779B97F4A7C15ull ^ static_cast<uint64_t>(::getpid());
+    p->rng = (t + 1) * 0x9E3779B97F4A7C15ull ^ static_cast<uint64_t>(CurrentPid());
     PartLocal* raw = p.get();
     kv->parts.push_back(std::move(p));
     return raw;
@@ -208,7 +227,7 @@ PartLocal* AcquireParticipant(shmkv_t* kv, int* rc) {
 // Registers this process if the handle was inherited through fork().
 // Caller holds g_handles_mu and kv->mu.
 int EnsureRegisteredLocked(shmkv_t* kv) {
-  if (kv->read_only || kv->pid == ::getpid()) return 0;
+  if (kv->read_only || kv->pid == CurrentPid()) return 0;
   // A fork child: take our own open file description and register anew.
   kv->parts.clear();  // the parent's participants, not ours to release
   if (int e = kv->seg->ReopenLockFd()) return Fail(e, "cannot reopen the segment after fork");
@@ -216,7 +235,7 @@ int EnsureRegisteredLocked(shmkv_t* kv) {
 }
 
 PartLocal* CurrentParticipant(shmkv_t* kv, int* rc) {
-  const pid_t pid = ::getpid();
+  const pid_t pid = CurrentPid();
   ThreadState& ts = State();
   for (const TlsEntry& x : ts.parts) {
     if (x.serial == kv->serial && x.pid == pid) return x.part;
@@ -248,7 +267,7 @@ void DetachHandle(shmkv_t* kv) {
     std::lock_guard<std::mutex> g(g_handles_mu);
     Handles().erase(kv->serial);
   }
-  if (kv->read_only || kv->proc_index < 0 || kv->pid != ::getpid()) return;
+  if (kv->read_only || kv->proc_index < 0 || kv->pid != CurrentPid()) return;
   const View& v = kv->v;
   for (auto& p : kv->parts) ReleaseParticipant(kv, p.get());
   kv->parts.clear();
@@ -278,7 +297,7 @@ uint64_t NextCas(Ctx& c) {
 int RecoverDeadLocked(shmkv_t* kv, uint32_t* recovered) {
   const View& v = kv->v;
   const int fd = kv->seg->lock_fd();
-  const bool registered = kv->proc_index >= 0 && kv->pid == ::getpid();
+  const bool registered = kv->proc_index >= 0 && kv->pid == CurrentPid();
   *recovered = 0;
   std::vector<bool> dead(v.n_parts, false);
   std::vector<uint64_t> claimed;  // process records we are recovering

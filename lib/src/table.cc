@@ -65,6 +65,10 @@ struct Cands {
 Cands CandidatesOf(const View& v, const KeyHash& h) {
   uint64_t b1, b2;
   BucketsOf(v, h, &b1, &b2);
+  // Both lines now: a key in b2 (or a miss) needs them both, and the two
+  // fetches then overlap instead of queueing behind each other.
+  __builtin_prefetch(&v.buckets[b1]);
+  __builtin_prefetch(&v.buckets[b2]);
   Cands c;
   for (int i = 0; i < 4; ++i) {
     c.s[i] = &v.buckets[b1].slot[i];
