@@ -8,6 +8,7 @@
 // rebuilds (RebuildHints).
 #include <algorithm>
 #include <thread>
+#include <vector>
 
 #include "handle.h"
 
@@ -107,6 +108,58 @@ bool AssignPage(Ctx& c, uint64_t page, uint32_t cls) {
   return CasWord(&v.ptab[page], expect, pword::Make(cls + 1, pword::kNormal, 0, epoch));
 }
 
+void RollbackRun(const View& v, uint64_t start, uint64_t claimed, uint32_t cls, uint64_t me) {
+  for (uint64_t j = 0; j < claimed; ++j) {
+    uint64_t w = LoadAcquire(&v.ptab[start + j]);
+    if (w == pword::Make(cls + 1, pword::kFormatting, me, pword::Epoch(w)))
+      CasWord(&v.ptab[start + j], w, pword::Make(0, pword::kNormal, 0, pword::Epoch(w)));
+  }
+}
+
+// Takes the run of unassigned pages [start, start + k) for a class of
+// k-page blocks: every page is claimed as kFormatting(me) in order (a lost
+// race rolls the claimed ones back), the head block is formatted, the
+// others become kContinuation, and the head becomes usable last. A
+// formatter that dies leaves kFormatting pages, which recovery hands back.
+bool AssignRun(Ctx& c, uint64_t start, uint32_t cls) {
+  const View& v = c.v;
+  const uint64_t k = v.class_pages[cls];
+  const uint64_t me = c.p->index;
+  if (start + k > v.n_pages) return false;
+  for (uint64_t j = 0; j < k; ++j) {
+    uint64_t w = LoadAcquire(&v.ptab[start + j]);
+    if (pword::Cls1(w) != 0 ||
+        !CasWord(&v.ptab[start + j], w,
+                 pword::Make(cls + 1, pword::kFormatting, me, pword::Epoch(w)))) {
+      RollbackRun(v, start, j, cls, me);
+      return false;
+    }
+  }
+  SHMKV_CRASHPOINT("run.formatting");
+  const uint64_t head_epoch = pword::Epoch(LoadAcquire(&v.ptab[start]));
+  StoreRelaxed(StateOf(BlockOf(v, start, cls, 0)),
+               bstate::Make(kFree, 0, pword::GenBase(head_epoch)));
+  uint64_t* bm = v.BitmapOf(start);
+  for (uint64_t i = 0; i < v.bitmap_words; ++i) StoreRelaxed(&bm[i], 0);
+  for (uint64_t j = 1; j < k; ++j) {
+    uint64_t w = LoadAcquire(&v.ptab[start + j]);
+    CasWord(&v.ptab[start + j], w, pword::Make(cls + 1, pword::kContinuation, j, pword::Epoch(w)));
+  }
+  uint64_t expect = pword::Make(cls + 1, pword::kFormatting, me, head_epoch);
+  // release (CAS): the run is formatted before its head is usable.
+  return CasWord(&v.ptab[start], expect, pword::Make(cls + 1, pword::kNormal, 0, head_epoch));
+}
+
+// Hands back the continuation pages of the run whose head is `head`
+// (after the head itself went back to unassigned).
+void ReleaseContinuations(const View& v, uint64_t head, uint32_t cls) {
+  for (uint64_t j = 1; j < v.class_pages[cls] && head + j < v.n_pages; ++j) {
+    uint64_t w = LoadAcquire(&v.ptab[head + j]);
+    if (w == pword::Make(cls + 1, pword::kContinuation, j, pword::Epoch(w)))
+      CasWord(&v.ptab[head + j], w, pword::Make(0, pword::kNormal, 0, pword::Epoch(w) + 1));
+  }
+}
+
 // Can this LIVE entry be evicted to drain its page?
 bool Evictable(const View& v, const SlotWord& w, uint64_t now_ms) {
   const uint32_t cexp = meta::CoarseExp(w.meta);
@@ -178,6 +231,10 @@ bool DrainPage(Ctx& c, uint64_t page, uint32_t cls) {
   uint64_t expect = pword::Make(cls + 1, pword::kDraining, me, epoch);
   if (!CasWord(&v.ptab[page], expect, pword::Make(0, pword::kNormal, 0, epoch + 1))) return false;
   c.p->Stat(kStatMemUsed, -static_cast<int64_t>(v.class_size[cls] * v.class_bpp[cls]));
+  if (v.class_pages[cls] > 1) {
+    SHMKV_CRASHPOINT("run.head_released");
+    ReleaseContinuations(v, page, cls);
+  }
   return true;
 }
 
@@ -227,6 +284,85 @@ bool StealPage(Ctx& c, uint32_t cls, uint64_t* got) {
   return false;
 }
 
+// Empties whatever holds page p (its own class's page, or the whole run it
+// belongs to) so that p becomes unassigned. True if it is unassigned now.
+bool EmptyPage(Ctx& c, uint64_t p) {
+  const View& v = c.v;
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    const uint64_t w = LoadAcquire(&v.ptab[p]);
+    const uint64_t c1 = pword::Cls1(w);
+    if (c1 == 0) return true;
+    if (c1 > v.n_classes) return false;
+    uint64_t head = p;
+    if (pword::St(w) == pword::kContinuation) {
+      if (pword::Owner(w) > p) return false;
+      head = p - pword::Owner(w);
+    } else if (pword::St(w) != pword::kNormal) {
+      return false;  // someone else is draining or formatting it
+    }
+    if (!DrainPage(c, head, static_cast<uint32_t>(c1 - 1))) return false;
+  }
+  return pword::Cls1(LoadAcquire(&v.ptab[p])) == 0;
+}
+
+// k contiguous pages for a run class, taken from other classes: the window
+// whose pages look the least used (unassigned pages cost nothing, pages of
+// small classes their share of used blocks, run pages a whole page).
+bool StealRun(Ctx& c, uint32_t cls, uint64_t* got) {
+  const View& v = c.v;
+  const uint64_t k = v.class_pages[cls];
+  if (k > v.n_pages) return false;
+  std::vector<double> cost(v.n_pages);
+  std::vector<bool> stuck(v.n_pages, false);  // pages we failed to empty
+  for (int attempt = 0; attempt < 8; ++attempt) {
+    for (uint64_t p = 0; p < v.n_pages; ++p) {
+      const uint64_t w = LoadRelaxed(&v.ptab[p]);
+      const uint64_t c1 = pword::Cls1(w);
+      if (stuck[p]) {
+        cost[p] = 1e9;  // holds entries that may not be evicted, or is busy
+      } else if (c1 == 0) {
+        cost[p] = 0;
+      } else if (c1 > v.n_classes ||
+                 (pword::St(w) != pword::kNormal && pword::St(w) != pword::kContinuation)) {
+        cost[p] = 1e9;  // busy: avoid
+      } else if (c1 == cls + 1) {
+        cost[p] = 1e6;  // our own class: evicting it gains nothing
+      } else {
+        const uint32_t oc = static_cast<uint32_t>(c1 - 1);
+        cost[p] = pword::St(w) == pword::kContinuation || v.class_pages[oc] > 1
+                      ? 1.0
+                      : 1.0 - static_cast<double>(FreeHints(v, p, oc)) / v.class_bpp[oc];
+      }
+    }
+    double sum = 0, best = 1e300;
+    uint64_t best_start = 0;
+    const uint64_t offset = c.p->Random() % (v.n_pages - k + 1);
+    for (uint64_t i = 0; i < v.n_pages; ++i) {
+      sum += cost[i];
+      if (i >= k) sum -= cost[i - k];
+      if (i + 1 < k) continue;
+      const uint64_t start = i + 1 - k;
+      // Ties go to a random window, so that processes do not all pick one.
+      const double score = sum + ((start + v.n_pages - offset) % v.n_pages) * 1e-9;
+      if (score < best) {
+        best = score;
+        best_start = start;
+      }
+    }
+    if (best >= 1e6) return false;  // every window holds our own or busy pages
+    bool emptied = true;
+    for (uint64_t j = 0; j < k && emptied; ++j) {
+      emptied = EmptyPage(c, best_start + j);
+      if (!emptied) stuck[best_start + j] = true;
+    }
+    if (emptied && AssignRun(c, best_start, cls)) {
+      *got = best_start;
+      return true;
+    }
+  }
+  return false;
+}
+
 }  // namespace
 
 unsigned char* Alloc(Ctx& c, uint32_t cls, uint64_t* gen, int* rc) {
@@ -256,18 +392,25 @@ unsigned char* Alloc(Ctx& c, uint32_t cls, uint64_t* gen, int* rc) {
       }
     }
     if (found) continue;
-    // An unassigned page.
-    for (uint64_t p = 0; p < v.n_pages && !found; ++p) {
-      if (pword::Cls1(LoadRelaxed(&v.ptab[p])) == 0 && AssignPage(c, p, cls)) {
-        cur = static_cast<uint32_t>(p + 1);
+    // An unassigned page (or run of pages).
+    const uint64_t k = v.class_pages[cls];
+    for (uint64_t p = 0, free_run = 0; p < v.n_pages && !found; ++p) {
+      free_run = pword::Cls1(LoadRelaxed(&v.ptab[p])) == 0 ? free_run + 1 : 0;
+      if (free_run < k) continue;
+      const uint64_t head = p + 1 - k;
+      if (k == 1 ? AssignPage(c, head, cls) : AssignRun(c, head, cls)) {
+        cur = static_cast<uint32_t>(head + 1);
         found = true;
       }
+      free_run = 0;
     }
     if (found) continue;
-    // Full: evict from this class by its CLOCK hand, else take a page from
-    // another class.
+    // Full: evict from this class by its CLOCK hand, else take pages from
+    // other classes.
     uint64_t page = 0;
-    if (EvictClass(c, cls, 1, &page) == 0 && !StealPage(c, cls, &page)) break;
+    if (EvictClass(c, cls, 1, &page) == 0 &&
+        !(k == 1 ? StealPage(c, cls, &page) : StealRun(c, cls, &page)))
+      break;
     cur = static_cast<uint32_t>(page + 1);
   }
   *rc = Fail(SHMKV_ENOSPC, v.evict_policy == SHMKV_EVICT_ALLKEYS
@@ -301,7 +444,9 @@ void RebuildHints(const View& v) {
   for (uint64_t page = 0; page < v.n_pages; ++page) {
     const uint64_t pw = LoadAcquire(&v.ptab[page]);
     const uint64_t cls1 = pword::Cls1(pw);
-    if (cls1 == 0 || cls1 > v.n_classes || pword::St(pw) == pword::kFormatting) continue;
+    if (cls1 == 0 || cls1 > v.n_classes || pword::St(pw) == pword::kFormatting ||
+        pword::St(pw) == pword::kContinuation)
+      continue;
     const uint32_t cls = static_cast<uint32_t>(cls1 - 1);
     uint64_t* bm = v.BitmapOf(page);
     for (uint64_t i = 0; i < v.class_bpp[cls]; ++i) {

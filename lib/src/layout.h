@@ -160,7 +160,10 @@ inline constexpr uint32_t kState = 0, kCas = 8, kHashLo = 16, kHashHi = 24, kLen
 // word is the truth). A zero page is all free, so a fresh page needs no
 // formatting.
 namespace pword {
-enum : uint64_t { kNormal = 0, kDraining = 1, kFormatting = 2 };
+// kContinuation: a page of a run (a block larger than a page spans a run of
+// contiguous pages; the first is the head, the owner field of the others
+// is their distance to it).
+enum : uint64_t { kNormal = 0, kDraining = 1, kFormatting = 2, kContinuation = 3 };
 constexpr uint64_t Make(uint64_t cls1, uint64_t st, uint64_t owner, uint64_t epoch) {
   return (epoch << 32) | (owner << 16) | (st << 8) | cls1;
 }

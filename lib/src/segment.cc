@@ -38,7 +38,10 @@ std::string Str(uint64_t v) { return std::to_string(v); }
 
 // Size classes: 64-byte steps up to 512, then four steps per doubling
 // (about 1.19-1.25x), the last one exactly the page size.
-uint32_t BuildClasses(uint64_t page, uint32_t* sizes) {
+// Size classes: 64-byte steps up to 512, then four steps per doubling
+// (about 1.19-1.25x) up to the page size; above it, "run" classes of whole
+// pages (2, 3, 4, 5, 7, 9, ... pages, about 1.25x apart) up to max_block.
+uint32_t BuildClasses(uint64_t page, uint64_t max_block, uint32_t* sizes) {
   uint32_t n = 0;
   for (uint64_t s = 64; s <= 512 && s <= page; s += 64) sizes[n++] = static_cast<uint32_t>(s);
   for (uint64_t base = 512; base < page && n < kMaxClasses; base *= 2) {
@@ -49,16 +52,12 @@ uint32_t BuildClasses(uint64_t page, uint32_t* sizes) {
     }
   }
   if (sizes[n - 1] != page && n < kMaxClasses) sizes[n++] = static_cast<uint32_t>(page);
+  for (uint64_t m = 2; page * (m - 1) < max_block && n < kMaxClasses;
+       m = std::max(m + 1, m * 5 / 4)) {
+    if (page * m > (1ull << 31)) break;
+    sizes[n++] = static_cast<uint32_t>(page * m);
+  }
   return n;
-}
-
-uint64_t ClassRoundUp(uint64_t bytes) {
-  if (bytes <= 512) return AlignUp(bytes, 64);
-  uint64_t base = 512;
-  while (base * 2 < bytes) base *= 2;
-  for (int q = 1; q <= 4; ++q)
-    if (base + base * q / 4 >= bytes) return base + base * q / 4;
-  return base * 2;
 }
 
 std::string ReadBootId() {
@@ -170,13 +169,13 @@ int PlanLayout(const shmkv_options_t& o, Header* h, std::string* why) {
   }
   const uint64_t rem = mem - after_index;
 
-  // Pages: large enough for the biggest block, but at most 1/16 of the data
-  // area (classes own whole pages and trade them by draining; with fewer,
-  // larger pages a segment holding several sizes would keep evicting whole
-  // pages). Values are capped to fit a page (below).
+  // Pages: a power of two from 64 KiB to 2 MiB, at most 1/16 of the data
+  // area (classes own whole pages and trade them by draining: more pages,
+  // finer trades). Blocks larger than a page span several contiguous pages.
+  max_val = std::min<uint64_t>(max_val, rem / 4);
+  const uint64_t max_block = kBlockHeaderSize + max_key + max_val;
   uint64_t page = kMinPage;
-  const uint64_t max_block = ClassRoundUp(kBlockHeaderSize + max_key + max_val);
-  while (page < max_block && page < kMaxPage) page *= 2;
+  while (page < max_block && page < 2 * kMiB) page *= 2;
   while (page > kMinPage && rem / page < 16) page /= 2;
   uint32_t shift = 0;
   while ((1ull << shift) < page) ++shift;
@@ -204,12 +203,13 @@ int PlanLayout(const shmkv_options_t& o, Header* h, std::string* why) {
   h->bitmap_words = bitmap_words;
   h->n_pages = n_pages;
   h->page_shift = shift;
-  h->n_classes = BuildClasses(page, h->class_size);
+  h->n_classes = BuildClasses(page, max_block, h->class_size);
 
-  // max_value_len: at most a quarter of the data area, and a block must fit
-  // in a page.
+  // max_value_len: at most a quarter of the data area (after rounding to
+  // whole pages), and within the largest class.
   max_val = std::min<uint64_t>(max_val, n_pages * page / 4);
-  max_val = std::min<uint64_t>(max_val, page - kBlockHeaderSize - max_key);
+  max_val =
+      std::min<uint64_t>(max_val, h->class_size[h->n_classes - 1] - kBlockHeaderSize - max_key);
 
   h->magic = kMagic;
   h->layout_version = kLayoutVersion;
@@ -265,12 +265,13 @@ int ValidateHeader(const Header& h, uint64_t file_size, std::string* why) {
   uint32_t prev = 0;
   for (uint32_t c = 0; c < h.n_classes; ++c) {
     const uint32_t s = h.class_size[c];
-    if (s <= prev || s % 64 != 0 || s > page) return bad("size class table");
+    if (s <= prev || s % 64 != 0 || (s > page && (s % page != 0 || s / page > h.n_pages)))
+      return bad("size class table");
     prev = s;
   }
   if (h.max_key_len == 0 || h.max_key_len > kMaxKeyLenLimit) return bad("max_key_len");
-  if (uint64_t{h.max_value_len} + h.max_key_len + kBlockHeaderSize > page)
-    return bad("max_value_len does not fit a page");
+  if (uint64_t{h.max_value_len} + h.max_key_len + kBlockHeaderSize > h.class_size[h.n_classes - 1])
+    return bad("max_value_len does not fit the largest size class");
   if (h.evict_policy > SHMKV_EVICT_NONE) return bad("eviction policy");
   return 0;
 }

@@ -29,7 +29,9 @@ void View::Init(unsigned char* segment_base) {
   n_classes = hdr->n_classes;
   for (uint32_t c = 0; c < n_classes; ++c) {
     class_size[c] = hdr->class_size[c];
-    class_bpp[c] = static_cast<uint32_t>(page_size / class_size[c]);
+    const bool run = class_size[c] > page_size;
+    class_bpp[c] = run ? 1 : static_cast<uint32_t>(page_size / class_size[c]);
+    class_pages[c] = run ? static_cast<uint32_t>(class_size[c] / page_size) : 1;
   }
   procs = reinterpret_cast<ProcRecord*>(base + hdr->proc_off);
   n_procs = hdr->n_procs;
@@ -1011,6 +1013,20 @@ void RecoverParticipants(Ctx& c, const std::vector<bool>& dead) {
       if (pword::Owner(pw) < dead.size() && dead[pword::Owner(pw)]) {
         uint64_t expect = pw;
         CasWord(&v.ptab[page], expect, pword::Make(0, pword::kNormal, 0, pword::Epoch(pw)));
+      }
+      continue;
+    }
+    if (pword::St(pw) == pword::kContinuation) {
+      // A page of a run whose head is gone (its formatter or drainer died
+      // half way; heads come first, so they were handled above): free it.
+      const uint64_t d = pword::Owner(pw);
+      const uint64_t hw = d <= page ? LoadAcquire(&v.ptab[page - d]) : 0;
+      const bool head_ok = d != 0 && d <= page && pword::Cls1(hw) == cls1 &&
+                           pword::St(hw) != pword::kContinuation &&
+                           page - d + v.class_pages[cls1 - 1] > page;
+      if (!head_ok) {
+        uint64_t expect = pw;
+        CasWord(&v.ptab[page], expect, pword::Make(0, pword::kNormal, 0, pword::Epoch(pw) + 1));
       }
       continue;
     }

@@ -74,7 +74,9 @@
 // policy allows, reserving every block as ALLOC(me) so that no one else can
 // touch a word of the old grid), hands it back unassigned, and formats it
 // for its class with block generations from the page's new epoch. A drainer
-// or formatter that dies is undone by recovery (alloc.cc).
+// or formatter that dies is undone by recovery (alloc.cc). A block larger
+// than a page occupies a run of contiguous pages (head + continuations),
+// taken from unassigned pages or by draining the least used window.
 //
 // TRADE-OFFS. Copy-on-write makes every write allocate (incr included:
 // counters are decimal ASCII values), in exchange for one validation rule
@@ -82,7 +84,7 @@
 // pair at load 0.75 loses about 0.3 % of inserts to premature eviction
 // (design-notes §3.3). Capacity is fixed at creation. Pages are at most
 // 1/16 of the data area, so that trading them between classes evicts
-// little at a time; values are capped to fit a page.
+// little at a time; values are capped at a quarter of the data area.
 //
 // RESIDUAL RISK. A participant stalled between reading a FREE block state
 // and its claiming CAS, for as long as it takes to drain, reassign, format
@@ -122,7 +124,8 @@ struct View {
   uint64_t page_size = 0;
   uint32_t n_classes = 0;
   uint32_t class_size[kMaxClasses] = {};
-  uint32_t class_bpp[kMaxClasses] = {};  // blocks per page
+  uint32_t class_bpp[kMaxClasses] = {};    // blocks per page (1 for runs)
+  uint32_t class_pages[kMaxClasses] = {};  // pages per block run (1: not a run)
   ProcRecord* procs = nullptr;
   uint64_t n_procs = 0;
   ParticipantRecord* parts = nullptr;
@@ -146,6 +149,7 @@ struct View {
     const uint64_t in_page = rel & (page_size - 1);
     if (in_page % class_size[cls] != 0 || in_page / class_size[cls] >= class_bpp[cls])
       return nullptr;
+    if (page + class_pages[cls] > n_pages) return nullptr;  // a run must end inside the data
     return base + off;
   }
   uint64_t PageOf(const unsigned char* block) const {

@@ -29,6 +29,8 @@ const char* const kCrashPoints[] = {
     "drain.started",      // page DRAINING(me), nothing reserved or evicted yet
     "drain.reserved",     // every block of the page reserved, page not released
     "assign.formatting",  // page FORMATTING(me), block states half rewritten
+    "run.formatting",     // run pages all FORMATTING(me), head not formatted
+    "run.head_released",  // drained run head unassigned, continuations not yet
     nullptr,
 };
 

@@ -423,6 +423,15 @@ int CrashPointChild(const std::string& seg, shmkv_t* kv, const char* point,
   }
   shmkv::testing::SetFakeNowMs(-1);
 
+  // Values larger than a page: blocks spanning runs of pages, taken from
+  // other classes and given back.
+  for (int i = 0; i < 24; ++i) {
+    const std::string v((300u << 10) + static_cast<size_t>(i % 4) * (200u << 10), 'L');
+    std::string key = prefix + "large-" + std::to_string(i % 6);
+    rc = shmkv_set(kv, key.data(), key.size(), v.data(), v.size(), 0);
+    Expect(rc == 0 || rc == SHMKV_EBUSY, sh, "set a large value", rc);
+  }
+
   // Page trading: sweep the value size over many size classes, so that
   // pages are drained from one class and formatted for another.
   for (int round = 0; round < 3; ++round) {

@@ -74,10 +74,7 @@ typedef struct shmkv_options {
   uint64_t memory_bytes;  /* segment size; default 64 MiB, at least 1 MiB */
   uint64_t max_items;     /* index sizing hint; default memory_bytes / 256 */
   uint32_t max_key_len;   /* default 250, at most 4096 */
-  uint32_t max_value_len; /* default 1 MiB; capped at a quarter of the data area and at
-                             the page size, which is at most 1/16 of the data area:
-                             segments from about 40 MiB take 1 MiB values, a 4 MiB
-                             segment takes values up to about 128 KiB */
+  uint32_t max_value_len; /* default 1 MiB; capped at a quarter of the data area */
   uint32_t mode;          /* file mode of a new segment; default 0600 */
   uint32_t flags;         /* SHMKV_OPEN_CREATE, SHMKV_OPEN_EXCL, SHMKV_OPEN_READONLY */
   uint32_t evict_policy;  /* SHMKV_EVICT_ALLKEYS (default), _VOLATILE, _NONE */
