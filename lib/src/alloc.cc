@@ -238,6 +238,8 @@ bool DrainPage(Ctx& c, uint64_t page, uint32_t cls) {
   return true;
 }
 
+}  // namespace
+
 uint64_t FreeHints(const View& v, uint64_t page, uint32_t cls) {
   const uint64_t bpp = v.class_bpp[cls];
   const uint64_t* bm = v.BitmapOf(page);
@@ -246,6 +248,8 @@ uint64_t FreeHints(const View& v, uint64_t page, uint32_t cls) {
     used += __builtin_popcountll(LoadRelaxed(&bm[wi]));
   return used >= bpp ? 0 : bpp - used;
 }
+
+namespace {
 
 // A page for class cls taken from another class: the page whose class has
 // the most pages, preferring the emptiest of them.
@@ -440,8 +444,10 @@ void FreeBlock(const View& v, PartLocal* p, unsigned char* blk, uint32_t cls, ui
     FetchAdd(&v.hdr->retired[kStatMemUsed], minus);  // recovery has no participant
 }
 
-void RebuildHints(const View& v) {
-  for (uint64_t page = 0; page < v.n_pages; ++page) {
+void RebuildHints(const View& v) { RebuildHints(v, 0, v.n_pages); }
+
+void RebuildHints(const View& v, uint64_t first, uint64_t count) {
+  for (uint64_t page = first; page < v.n_pages && page < first + count; ++page) {
     const uint64_t pw = LoadAcquire(&v.ptab[page]);
     const uint64_t cls1 = pword::Cls1(pw);
     if (cls1 == 0 || cls1 > v.n_classes || pword::St(pw) == pword::kFormatting ||

@@ -4,12 +4,14 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <new>
 
 #include "handle.h"
 #include "shmkv/shmkv.h"
+#include "testing.h"
 
 using shmkv::internal::CheckKey;
 using shmkv::internal::CheckTtl;
@@ -256,6 +258,31 @@ int shmkv_recover(shmkv_t* kv, uint32_t* recovered_processes) {
     const int rc = shmkv::internal::RecoverDead(kv, &n);
     if (recovered_processes) *recovered_processes = n;
     return rc;
+  });
+}
+
+int shmkv_check(shmkv_t* kv, uint32_t flags, shmkv_check_report_t* report) {
+  return Guard([&]() -> int {
+    shmkv::internal::ClearError();
+    if (kv == nullptr || report == nullptr) return Fail(SHMKV_EINVAL, "handle or report is NULL");
+    if (!ReadStructSize(report->struct_size, sizeof(*report)))
+      return Fail(SHMKV_EINVAL, "report.struct_size is not sizeof(shmkv_check_report_t)");
+    if (flags & ~uint32_t{SHMKV_CHECK_OFFLINE}) return Fail(SHMKV_EINVAL, "unknown check flags");
+    shmkv::internal::Census census;
+    shmkv_check_report_t r{};
+    r.struct_size = report->struct_size;
+    std::string first;
+    shmkv::internal::RunCheck(kv, flags & SHMKV_CHECK_OFFLINE, &census, &r.problems,
+                              &r.leaked_blocks, &first);
+    r.slots_live = census.slots_live;
+    r.slots_pending = census.slots_pending;
+    r.blocks_free = census.blocks_free;
+    r.blocks_alloc = census.blocks_alloc;
+    r.blocks_linked = census.blocks_linked;
+    r.blocks_killed = census.blocks_killed;
+    std::snprintf(r.first_problem, sizeof(r.first_problem), "%s", first.c_str());
+    std::memcpy(report, &r, std::min<size_t>(report->struct_size, sizeof(r)));
+    return 0;
   });
 }
 

@@ -97,11 +97,19 @@ int RecoverDead(shmkv_t* kv, uint32_t* recovered);
 void SumStats(shmkv_t* kv, shmkv_stats_t* out);
 uint64_t NextCas(Ctx& c);
 
+// check.cc: the consistency checker behind shmkv_check and TakeCensus.
+struct Census;
+void RunCheck(shmkv_t* kv, bool offline, Census* census, uint64_t* problems, uint64_t* leaked,
+              std::string* first);
+
 // alloc.cc
 int ClassFor(const View& v, uint64_t bytes);  // -1 if too big
 unsigned char* Alloc(Ctx& c, uint32_t cls, uint64_t* gen, int* rc);
 void FreeBlock(const View& v, PartLocal* p, unsigned char* blk, uint32_t cls, uint64_t gen);
 void RebuildHints(const View& v);
+void RebuildHints(const View& v, uint64_t first_page, uint64_t pages);
+// Blocks of page `page` (class cls) that the hints say are free.
+uint64_t FreeHints(const View& v, uint64_t page, uint32_t cls);
 
 // table.cc: the verbs (arguments already validated by the caller).
 int OpGet(Ctx& c, std::string_view key, void* buf, size_t buf_len, size_t* val_len,
@@ -117,6 +125,9 @@ int OpTtl(Ctx& c, std::string_view key, int64_t* ttl_ms);
 int OpClear(Ctx& c);
 int OpScan(Ctx& c, uint64_t* cursor, std::string_view prefix, size_t limit, shmkv_scan_fn fn,
            void* ctx);
+// Reclaims provably expired LIVE entries in slots [first, first + count)
+// (the janitor's sweep); returns the number reclaimed.
+uint64_t SweepExpired(Ctx& c, uint64_t first, uint64_t count);
 // Evicts from a size class by its CLOCK hand until `want` blocks were
 // freed or two revolutions passed; returns the number freed.
 uint64_t EvictClass(Ctx& c, uint32_t cls, uint64_t want, uint64_t* last_page);

@@ -68,6 +68,7 @@ struct Header {
   alignas(kCacheLine) uint64_t recovered;                // shared: processes recovered so far
   alignas(kCacheLine) uint64_t retired[16];              // shared: stats of departed participants
   alignas(kCacheLine) uint64_t class_hand[kMaxClasses];  // shared: CLOCK hands
+  alignas(kCacheLine) uint64_t janitor_pid;              // shared: pid of the janitor, 0 = none
 };
 static_assert(sizeof(Header) <= kHeaderSize);
 static_assert(offsetof(Header, magic) == 0);

@@ -264,10 +264,18 @@ int KeyIs(const View& v, Slot* s, const SlotWord& w, std::string_view key, const
   return eq ? 1 : 0;
 }
 
-bool HelpPromote(Slot* s, const SlotWord& w) {
+// PENDING -> LIVE. Whoever's CAS makes the entry visible counts the item
+// (exactly once per insert, whoever finishes it).
+bool HelpPromote(Ctx& c, Slot* s, const SlotWord& w) {
   const uint64_t r =
       ref::Make(ref::Tag(w.ref), kLive, true, ref::N(w.ref), ref::Class(w.ref), ref::Off64(w.ref));
-  return CasSlot(s, w, {r, meta::Make(meta::Version(w.meta) + 1, meta::CoarseExp(w.meta))});
+  if (!CasSlot(s, w, {r, meta::Make(meta::Version(w.meta) + 1, meta::CoarseExp(w.meta))}))
+    return false;
+  if (c.p != nullptr)
+    c.Stat(kStatItems);
+  else
+    FetchAdd(&c.v.hdr->retired[kStatItems], 1);  // recovery has no participant
+  return true;
 }
 
 bool HelpEmpty(Slot* s, const SlotWord& w) {
@@ -348,7 +356,7 @@ pre:
     if (k == 0) continue;
     if (st == kLive) return Ins::kExists;
     if (bstate::St(bs) == kLinked) {
-      HelpPromote(cs.s[i], w);
+      HelpPromote(c, cs.s[i], w);
       goto pre;
     }
     if (bstate::St(bs) == kKilled) HelpEmpty(cs.s[i], w);
@@ -422,7 +430,7 @@ decide : {
     }
     switch (bstate::St(bs)) {
       case kLinked:
-        HelpPromote(cs.s[i], w);
+        HelpPromote(c, cs.s[i], w);
         if (b == blk) return Ins::kInserted;
         goto withdraw;
       case kKilled:
@@ -466,7 +474,7 @@ decide : {
     if (bstate::St(cur) == kAlloc && bstate::Gen(cur) == list[0].gen &&
         CasWord(ms, cur, bstate::Make(kLinked, bstate::Owner(cur), list[0].gen))) {
       SHMKV_CRASHPOINT("insert.decided");
-      HelpPromote(cs.s[list[0].pos], list[0].w);
+      HelpPromote(c, cs.s[list[0].pos], list[0].w);
     }
   }
   goto decide;
@@ -683,7 +691,6 @@ int OpStore(Ctx& c, std::string_view key, std::string_view val, const shmkv_writ
     SetExpiry(nb.blk, expiry);
     const Ins r = InsertNew(c, key, h, cs, nb.blk, nb.cls, &nb.gen, noevict, expiry);
     if (r == Ins::kInserted) {
-      c.Stat(kStatItems);
       c.Stat(kStatSets);
       if (new_cas) *new_cas = cas;
       return 0;
@@ -756,7 +763,6 @@ int OpIncr(Ctx& c, std::string_view key, int64_t delta, int64_t initial, uint64_
     }
     const Ins r = InsertNew(c, key, h, cs, nb.blk, nb.cls, &nb.gen, noevict, expiry);
     if (r == Ins::kInserted) {
-      c.Stat(kStatItems);
       if (result) *result = next;
       return 0;
     }
@@ -867,6 +873,21 @@ int OpScan(Ctx& c, uint64_t* cursor, std::string_view prefix, size_t limit, shmk
   }
   *cursor = end >= total ? 0 : end;
   return 0;
+}
+
+uint64_t SweepExpired(Ctx& c, uint64_t first, uint64_t count) {
+  const uint64_t total = c.v.n_buckets * 4;
+  const uint32_t now_s = static_cast<uint32_t>(c.now / 1000);
+  uint64_t reclaimed = 0;
+  for (uint64_t i = first; i < total && i < first + count; ++i) {
+    Slot* s = &c.v.buckets[i / 4].slot[i % 4];
+    const SlotWord w = LoadSlot(s);
+    if (ref::State(w.ref) != kLive) continue;
+    const uint32_t cexp = meta::CoarseExp(w.meta);
+    if (cexp == 0 || cexp > now_s) continue;  // the index alone proves expiry
+    reclaimed += EvictSlot(c, s, w, true);
+  }
+  return reclaimed;
 }
 
 uint64_t EvictClass(Ctx& c, uint32_t cls, uint64_t want, uint64_t* last_page) {
@@ -1057,7 +1078,7 @@ void RecoverParticipants(Ctx& c, const std::vector<bool>& dead) {
         if (bstate::St(st) == kAlloc)
           CasWord(StateWord(blk), st, bstate::Make(kKilled, bstate::Owner(st), gen));
         st = LoadAcquire(StateWord(blk));
-        if (bstate::St(st) == kLinked && bstate::Gen(st) == gen) HelpPromote(s, w);
+        if (bstate::St(st) == kLinked && bstate::Gen(st) == gen) HelpPromote(c, s, w);
         if (bstate::St(st) == kKilled && bstate::Gen(st) == gen) HelpEmpty(s, w);
       }
     }

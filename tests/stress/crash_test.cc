@@ -41,6 +41,13 @@ void ExpectNoLeak(shmkv_t* kv, const std::string& when) {
   EXPECT_EQ(c.slots_pending, 0u) << when;
   EXPECT_EQ(c.duplicate_keys, 0u) << when;
   EXPECT_EQ(c.bad_slots, 0u) << when;
+  // The full checker, accounting for every block and page and the item
+  // counter (nobody else is attached at this point).
+  shmkv_check_report_t r{};
+  r.struct_size = sizeof(r);
+  ASSERT_EQ(shmkv_check(kv, SHMKV_CHECK_OFFLINE, &r), 0) << when;
+  EXPECT_EQ(r.problems, 0u) << when << ": " << r.first_problem;
+  EXPECT_EQ(r.leaked_blocks, 0u) << when;
 }
 
 // ---------------------------------------------------------------------

@@ -178,6 +178,27 @@ SHMKV_EXPORT int shmkv_stats(shmkv_t *kv, shmkv_stats_t *out);
    recovered_processes may be NULL. */
 SHMKV_EXPORT int shmkv_recover(shmkv_t *kv, uint32_t *recovered_processes);
 
+/* Consistency check (read-only; safe on a corrupted segment). Verifies:
+   every LIVE or PENDING slot points to an in-range block of the slot's
+   size class whose key hashes to that slot's bucket pair and tag; no block
+   is referenced twice; at most one LIVE entry per key; LIVE slots point to
+   LINKED blocks and PENDING ones to ALLOC, LINKED or KILLED blocks; page
+   table and block states agree. With SHMKV_CHECK_OFFLINE (nobody else
+   attached, recovery done) it also accounts for every block: each is FREE
+   or referenced (no leak), and the item counter matches the index.
+   Returns 0 when the check ran (report->problems says what it found), or
+   an error code when it could not run. */
+#define SHMKV_CHECK_OFFLINE 1
+typedef struct shmkv_check_report {
+  uint32_t struct_size;
+  uint64_t slots_live, slots_pending;
+  uint64_t blocks_free, blocks_alloc, blocks_linked, blocks_killed;
+  uint64_t problems;       /* invariant violations found (0 = clean) */
+  uint64_t leaked_blocks;  /* with SHMKV_CHECK_OFFLINE: blocks neither free nor referenced */
+  char first_problem[256]; /* what the first violation was, "" if none */
+} shmkv_check_report_t;
+SHMKV_EXPORT int shmkv_check(shmkv_t *kv, uint32_t flags, shmkv_check_report_t *report);
+
 SHMKV_EXPORT const char *shmkv_strerror(int code); /* never NULL, also for errno values */
 SHMKV_EXPORT const char *shmkv_version(void);
 

@@ -1,0 +1,220 @@
+// The consistency checker (shmkv_check, and TakeCensus for tests): the
+// invariants of table.h and design-notes §9.4, read-only, and safe on a
+// corrupted segment (every offset and length is checked before use).
+//
+// On a live segment, an entry can change while it is being checked; each
+// slot is read, checked and re-read, and a slot that changed is re-checked
+// (or skipped after a few tries), so that only definite violations are
+// reported. Offline (nobody else attached) every block is accounted for.
+#include <xxhash.h>
+
+#include <cstring>
+#include <string>
+#include <unordered_map>
+
+#include "handle.h"
+#include "testing.h"
+
+namespace shmkv::internal {
+namespace {
+
+struct Checker {
+  const View& v;
+  bool offline;
+  Census census;
+  uint64_t problems = 0;
+  uint64_t leaked = 0;
+  std::string first;
+  std::unordered_map<uint64_t, uint32_t> refs;  // block offset/64 -> slots
+  std::unordered_map<std::string, uint32_t> keys;
+
+  void Problem(const std::string& what) {
+    if (problems++ == 0) first = what;
+  }
+
+  // Checks one slot; false if it changed while being checked.
+  bool Slot(uint64_t i) {
+    internal::Slot* s = &v.buckets[i / 4].slot[i % 4];
+    const SlotWord w = LoadSlot(s);
+    const uint64_t st = ref::State(w.ref);
+    if (st == kEmpty) return true;
+    const std::string where = "slot " + std::to_string(i);
+    if (st != kLive && st != kPending) {
+      Problem(where + ": invalid state " + std::to_string(st));
+      ++census.bad_slots;
+      return true;
+    }
+    const uint32_t cls = static_cast<uint32_t>(ref::Class(w.ref));
+    unsigned char* blk = v.BlockAt(ref::Off64(w.ref), cls);
+    if (blk == nullptr) {
+      Problem(where + ": block offset outside the data area or not a block of class " +
+              std::to_string(cls));
+      ++census.bad_slots;
+      return true;
+    }
+    const uint64_t page = v.PageOf(blk);
+    const uint64_t pw = LoadAcquire(&v.ptab[page]);
+    const uint64_t bs = LoadAcquire(reinterpret_cast<const uint64_t*>(blk));
+    const uint64_t lens = LoadRelaxed(reinterpret_cast<const uint64_t*>(blk + boff::kLens));
+    const uint64_t hash_lo = LoadRelaxed(reinterpret_cast<const uint64_t*>(blk + boff::kHashLo));
+    const uint32_t hash_hi32 =
+        static_cast<uint32_t>(LoadRelaxed(reinterpret_cast<const uint64_t*>(blk + boff::kHashHi)));
+    const uint32_t vlen = static_cast<uint32_t>(lens);
+    const uint16_t klen = static_cast<uint16_t>(lens >> 32);
+    std::string key;
+    const bool sane = klen >= 1 && klen <= v.max_key_len &&
+                      uint64_t{kBlockHeaderSize} + klen + vlen <= v.class_size[cls];
+    if (sane) {
+      key.resize(klen);
+      CopyOut(key.data(), blk, kBlockHeaderSize, klen);
+    }
+    // Re-read: everything above must belong to one link of this slot.
+    ReadFence();
+    const SlotWord w2 = LoadSlot(s);
+    if (meta::Version(w2.meta) != meta::Version(w.meta) ||
+        ref::WithoutR(w2.ref) != ref::WithoutR(w.ref))
+      return false;
+
+    if (st == kLive) ++census.slots_live;
+    if (st == kPending) ++census.slots_pending;
+    if (pword::Cls1(pw) != cls + 1 ||
+        (pword::St(pw) != pword::kNormal && pword::St(pw) != pword::kDraining)) {
+      Problem(where + ": its block's page does not serve class " + std::to_string(cls));
+      ++census.bad_slots;
+      return true;
+    }
+    const uint64_t bst = bstate::St(bs);
+    if (st == kLive && bst != kLinked) {
+      Problem(where + ": LIVE slot, block state " + std::to_string(bst) + " (not LINKED)");
+      ++census.bad_slots;
+    }
+    if (st == kPending && bst != kAlloc && bst != kLinked && bst != kKilled) {
+      Problem(where + ": PENDING slot on a FREE block");
+      ++census.bad_slots;
+    }
+    if (++refs[ref::Off64(w.ref)] == 2) {
+      Problem(where + ": its block is referenced by another slot too");
+      ++census.referenced_twice;
+    }
+    if (!sane) {
+      Problem(where + ": block lengths out of range (key " + std::to_string(klen) + ", value " +
+              std::to_string(vlen) + ")");
+      ++census.bad_slots;
+      return true;
+    }
+    const XXH128_hash_t h = XXH3_128bits_withSeed(key.data(), key.size(), v.seed);
+    const KeyHash kh{h.low64, h.high64};
+    uint64_t b1, b2;
+    BucketsOf(v, kh, &b1, &b2);
+    if (kh.lo != hash_lo || kh.hi32() != hash_hi32 || kh.tag() != ref::Tag(w.ref) ||
+        (i / 4 != b1 && i / 4 != b2)) {
+      Problem(where + ": key does not hash to this slot's bucket pair and tag");
+      ++census.bad_slots;
+    }
+    if (st == kLive && ++keys[key] == 2) {
+      Problem(where + ": a second LIVE entry for one key");
+      ++census.duplicate_keys;
+    }
+    return true;
+  }
+
+  void Pages() {
+    for (uint64_t page = 0; page < v.n_pages; ++page) {
+      const uint64_t pw = LoadAcquire(&v.ptab[page]);
+      const uint64_t cls1 = pword::Cls1(pw);
+      if (cls1 == 0) continue;
+      if (cls1 > v.n_classes) {
+        Problem("page " + std::to_string(page) + ": invalid class " + std::to_string(cls1 - 1));
+        continue;
+      }
+      const uint32_t cls = static_cast<uint32_t>(cls1 - 1);
+      const uint64_t pst = pword::St(pw);
+      if (pst == pword::kContinuation) {
+        const uint64_t d = pword::Owner(pw);
+        const uint64_t hw = d != 0 && d <= page ? LoadAcquire(&v.ptab[page - d]) : 0;
+        if (d == 0 || d >= v.class_pages[cls] || pword::Cls1(hw) != cls1) {
+          Problem("page " + std::to_string(page) + ": continuation without its run head");
+          if (offline) ++leaked;
+        }
+        continue;
+      }
+      if (pst == pword::kFormatting || (offline && pst == pword::kDraining)) {
+        if (offline) {
+          Problem("page " + std::to_string(page) + ": left half formatted or drained");
+          ++leaked;
+        }
+        continue;
+      }
+      if (page + v.class_pages[cls] > v.n_pages) {
+        Problem("page " + std::to_string(page) + ": run crosses the end of the data area");
+        continue;
+      }
+      for (uint64_t i = 0; i < v.class_bpp[cls]; ++i) {
+        unsigned char* blk = v.data + (page << v.page_shift) + i * v.class_size[cls];
+        const uint64_t bs = LoadAcquire(reinterpret_cast<const uint64_t*>(blk));
+        const uint64_t off64 = static_cast<uint64_t>(blk - v.base) / 64;
+        switch (bstate::St(bs)) {
+          case kFree:
+            ++census.blocks_free;
+            break;
+          case kAlloc:
+            ++census.blocks_alloc;
+            if (offline && !refs.count(off64)) ++leaked;
+            break;
+          case kLinked:
+            ++census.blocks_linked;
+            if (!refs.count(off64)) {
+              ++census.linked_unreferenced;
+              if (offline) ++leaked;
+            }
+            break;
+          case kKilled:
+            ++census.blocks_killed;
+            if (offline && !refs.count(off64)) ++leaked;
+            break;
+          default:
+            Problem("page " + std::to_string(page) + ": block " + std::to_string(i) +
+                    " has an invalid state");
+        }
+        if (bstate::St(bs) != kFree && bstate::Owner(bs) >= v.n_parts)
+          Problem("page " + std::to_string(page) + ": block owner out of range");
+      }
+    }
+  }
+};
+
+}  // namespace
+
+void RunCheck(shmkv_t* kv, bool offline, Census* census, uint64_t* problems, uint64_t* leaked,
+              std::string* first) {
+  Checker ck{kv->v, offline, {}, 0, 0, {}, {}, {}};
+  const uint64_t total = kv->v.n_buckets * 4;
+  for (uint64_t i = 0; i < total; ++i) {
+    for (int tries = 0; tries < 16 && !ck.Slot(i); ++tries) {
+    }
+  }
+  ck.Pages();
+  if (offline && ck.leaked != 0)
+    ck.Problem(std::to_string(ck.leaked) + " blocks or pages are neither free nor referenced");
+  if (offline) {
+    shmkv_stats_t s{};
+    s.struct_size = sizeof(s);
+    SumStats(kv, &s);
+    if (s.items != ck.census.slots_live)
+      ck.Problem("item counter says " + std::to_string(s.items) + ", the index holds " +
+                 std::to_string(ck.census.slots_live));
+  }
+  *census = ck.census;
+  *problems = ck.problems;
+  *leaked = ck.leaked;
+  *first = ck.first;
+}
+
+int TakeCensus(shmkv_t* kv, Census* out) {
+  uint64_t problems, leaked;
+  std::string first;
+  RunCheck(kv, false, out, &problems, &leaked, &first);
+  return 0;
+}
+
+}  // namespace shmkv::internal
