@@ -28,7 +28,7 @@ uint64_t* StateOf(unsigned char* blk) { return reinterpret_cast<uint64_t*>(blk);
 
 // Claims a free block of page `page` (class cls), starting at the
 // participant's rotor. nullptr if the page looks full.
-unsigned char* ClaimInPage(Ctx& c, uint64_t page, uint32_t cls, uint64_t* gen) {
+unsigned char* ClaimInPage(Ctx& c, uint64_t page, uint64_t pw, uint32_t cls, uint64_t* gen) {
   const View& v = c.v;
   const uint64_t bpp = v.class_bpp[cls];
   const uint64_t words = (bpp + 63) / 64;
@@ -46,6 +46,10 @@ unsigned char* ClaimInPage(Ctx& c, uint64_t page, uint32_t cls, uint64_t* gen) {
       unsigned char* blk = v.data + (page << v.page_shift) +
                            (wi * 64 + static_cast<uint64_t>(j)) * v.class_size[cls];
       uint64_t st = LoadAcquire(StateOf(blk));
+      // The page must still have this grid when we act on the word we read
+      // (else the word may be another class's data): after this check, only
+      // an exact recurrence of the 64-bit word could fool the CAS.
+      if (LoadAcquire(&v.ptab[page]) != pw) return nullptr;
       if (bstate::St(st) != kFree) continue;  // stale hint: the bit is now right
       const uint64_t g = (bstate::Gen(st) + 1) & bstate::kGenMask;
       if (!CasWord(StateOf(blk), st, bstate::Make(kAlloc, c.p->index, g))) continue;
@@ -150,13 +154,24 @@ bool AssignRun(Ctx& c, uint64_t start, uint32_t cls) {
   return CasWord(&v.ptab[start], expect, pword::Make(cls + 1, pword::kNormal, 0, head_epoch));
 }
 
-// Hands back the continuation pages of the run whose head is `head`
-// (after the head itself went back to unassigned).
-void ReleaseContinuations(const View& v, uint64_t head, uint32_t cls) {
+// The continuation words of the run at `head`, read while the head is
+// DRAINING(me) (nobody else can change them then), so that releasing them
+// later compares exact words: a page released and reused meanwhile has a
+// newer epoch and is left alone.
+std::vector<uint64_t> SnapshotContinuations(const View& v, uint64_t head, uint32_t cls) {
+  std::vector<uint64_t> words;
   for (uint64_t j = 1; j < v.class_pages[cls] && head + j < v.n_pages; ++j) {
-    uint64_t w = LoadAcquire(&v.ptab[head + j]);
-    if (w == pword::Make(cls + 1, pword::kContinuation, j, pword::Epoch(w)))
-      CasWord(&v.ptab[head + j], w, pword::Make(0, pword::kNormal, 0, pword::Epoch(w) + 1));
+    const uint64_t w = LoadAcquire(&v.ptab[head + j]);
+    words.push_back(w == pword::Make(cls + 1, pword::kContinuation, j, pword::Epoch(w)) ? w : 0);
+  }
+  return words;
+}
+
+void ReleaseContinuations(const View& v, uint64_t head, const std::vector<uint64_t>& words) {
+  for (size_t j = 0; j < words.size(); ++j) {
+    uint64_t w = words[j];
+    if (w != 0)
+      CasWord(&v.ptab[head + 1 + j], w, pword::Make(0, pword::kNormal, 0, pword::Epoch(w) + 1));
   }
 }
 
@@ -203,7 +218,7 @@ bool DrainPage(Ctx& c, uint64_t page, uint32_t cls) {
       if (bstate::St(st) != kLinked) continue;  // someone's write in flight
       Slot* s = nullptr;
       SlotWord sw{};
-      if (!FindLiveReference(v, blk, st, &s, &sw)) continue;  // being unlinked
+      if (!FindLiveReference(v, blk, cls, st, &s, &sw)) continue;  // being unlinked
       if (!Evictable(v, sw, c.now)) {
         blocked = true;
         break;
@@ -228,12 +243,13 @@ bool DrainPage(Ctx& c, uint64_t page, uint32_t cls) {
     return false;
   }
   SHMKV_CRASHPOINT("drain.reserved");
+  const std::vector<uint64_t> continuations = SnapshotContinuations(v, page, cls);
   uint64_t expect = pword::Make(cls + 1, pword::kDraining, me, epoch);
   if (!CasWord(&v.ptab[page], expect, pword::Make(0, pword::kNormal, 0, epoch + 1))) return false;
   c.p->Stat(kStatMemUsed, -static_cast<int64_t>(v.class_size[cls] * v.class_bpp[cls]));
-  if (v.class_pages[cls] > 1) {
+  if (!continuations.empty()) {
     SHMKV_CRASHPOINT("run.head_released");
-    ReleaseContinuations(v, page, cls);
+    ReleaseContinuations(v, page, continuations);
   }
   return true;
 }
@@ -251,9 +267,66 @@ uint64_t FreeHints(const View& v, uint64_t page, uint32_t cls) {
 
 namespace {
 
+constexpr uint64_t kNoCas = ~uint64_t{0};
+
+// The newest write among up to 8 sampled linked blocks of a page (cas tokens
+// come from one almost monotonic counter, so they order writes by age);
+// 0 if none of the sampled blocks holds an entry.
+uint64_t PageNewestCas(const View& v, uint64_t page, uint32_t cls) {
+  const uint64_t bpp = v.class_bpp[cls];
+  const uint64_t step = std::max<uint64_t>(1, bpp / 8);
+  uint64_t newest = 0;
+  for (uint64_t i = 0; i < bpp; i += step) {
+    unsigned char* blk = BlockOf(v, page, cls, i);
+    const uint64_t st = LoadAcquire(StateOf(blk));
+    if (bstate::St(st) != kLinked) continue;
+    const uint64_t cas = LoadRelaxed(reinterpret_cast<const uint64_t*>(blk + boff::kCas));
+    if (LoadAcquire(StateOf(blk)) == st) newest = std::max(newest, cas);
+  }
+  return newest;
+}
+
+// Roughly the oldest write the class would evict of its own: the oldest
+// sampled entry in a few of its pages. kNoCas if it holds nothing.
+uint64_t ClassOldestCas(Ctx& c, uint32_t cls) {
+  const View& v = c.v;
+  uint64_t oldest = kNoCas;
+  const uint64_t start = c.p->Random() % v.n_pages;
+  int sampled = 0;
+  for (uint64_t k = 0; k < v.n_pages && sampled < 4; ++k) {
+    const uint64_t p = (start + k) % v.n_pages;
+    if (!pword::UsableFor(LoadRelaxed(&v.ptab[p]), cls)) continue;
+    ++sampled;
+    const uint64_t bpp = v.class_bpp[cls];
+    const uint64_t step = std::max<uint64_t>(1, bpp / 8);
+    for (uint64_t i = 0; i < bpp; i += step) {
+      unsigned char* blk = BlockOf(v, p, cls, i);
+      const uint64_t st = LoadAcquire(StateOf(blk));
+      if (bstate::St(st) != kLinked) continue;
+      const uint64_t cas = LoadRelaxed(reinterpret_cast<const uint64_t*>(blk + boff::kCas));
+      if (LoadAcquire(StateOf(blk)) == st) oldest = std::min(oldest, cas);
+    }
+  }
+  return oldest;
+}
+
+// Which pages of other classes a class may take: only empty ones, or also
+// pages whose every sampled entry was written before `older_than`.
+struct StealRule {
+  bool only_free;
+  uint64_t older_than;
+  // Cost of taking page p (of class oc, normal state): 0 if empty, 1 if
+  // the rule allows draining it, >= 1e6 if not.
+  double Cost(const View& v, uint64_t p, uint32_t oc) const {
+    if (FreeHints(v, p, oc) == v.class_bpp[oc]) return 0;
+    if (only_free) return 1e6;
+    return PageNewestCas(v, p, oc) < older_than ? 1 : 1e6;
+  }
+};
+
 // A page for class cls taken from another class: the page whose class has
 // the most pages, preferring the emptiest of them.
-bool StealPage(Ctx& c, uint32_t cls, uint64_t* got) {
+bool StealPage(Ctx& c, uint32_t cls, const StealRule& rule, uint64_t* got) {
   const View& v = c.v;
   for (int attempt = 0; attempt < 4; ++attempt) {
     uint64_t pages_of[kMaxClasses] = {};
@@ -261,16 +334,22 @@ bool StealPage(Ctx& c, uint32_t cls, uint64_t* got) {
       const uint64_t w = LoadRelaxed(&v.ptab[p]);
       if (pword::Cls1(w) != 0 && pword::Cls1(w) <= v.n_classes) ++pages_of[pword::Cls1(w) - 1];
     }
+    // Among the pages the rule allows: empty ones first, then the class with
+    // the most pages, then the emptiest page. At most 64 pages are weighed.
     int64_t best = -1;
     double best_score = -1;
     const uint64_t start = c.p->Random() % v.n_pages;
-    for (uint64_t k = 0; k < v.n_pages; ++k) {
+    int weighed = 0;
+    for (uint64_t k = 0; k < v.n_pages && weighed < 64; ++k) {
       const uint64_t p = (start + k) % v.n_pages;
       const uint64_t w = LoadRelaxed(&v.ptab[p]);
       const uint64_t c1 = pword::Cls1(w);
       if (c1 == 0 || c1 > v.n_classes || c1 == cls + 1 || pword::St(w) != pword::kNormal) continue;
       const uint32_t oc = static_cast<uint32_t>(c1 - 1);
-      const double score = static_cast<double>(pages_of[oc]) +
+      ++weighed;
+      const double cost = rule.Cost(v, p, oc);
+      if (cost >= 1e6) continue;
+      const double score = (cost == 0 ? 1e9 : 0) + static_cast<double>(pages_of[oc]) +
                            static_cast<double>(FreeHints(v, p, oc)) / v.class_bpp[oc];
       if (score > best_score) {
         best_score = score;
@@ -312,7 +391,7 @@ bool EmptyPage(Ctx& c, uint64_t p) {
 // k contiguous pages for a run class, taken from other classes: the window
 // whose pages look the least used (unassigned pages cost nothing, pages of
 // small classes their share of used blocks, run pages a whole page).
-bool StealRun(Ctx& c, uint32_t cls, uint64_t* got) {
+bool StealRun(Ctx& c, uint32_t cls, const StealRule& rule, uint64_t* got) {
   const View& v = c.v;
   const uint64_t k = v.class_pages[cls];
   if (k > v.n_pages) return false;
@@ -331,11 +410,13 @@ bool StealRun(Ctx& c, uint32_t cls, uint64_t* got) {
         cost[p] = 1e9;  // busy: avoid
       } else if (c1 == cls + 1) {
         cost[p] = 1e6;  // our own class: evicting it gains nothing
+      } else if (pword::St(w) == pword::kContinuation) {
+        // Costs what its head costs (heads come first: already computed,
+        // unless the head lies before this window's scan start).
+        const uint64_t d = pword::Owner(w);
+        cost[p] = d != 0 && d <= p ? cost[p - d] : 1e9;
       } else {
-        const uint32_t oc = static_cast<uint32_t>(c1 - 1);
-        cost[p] = pword::St(w) == pword::kContinuation || v.class_pages[oc] > 1
-                      ? 1.0
-                      : 1.0 - static_cast<double>(FreeHints(v, p, oc)) / v.class_bpp[oc];
+        cost[p] = rule.Cost(v, p, static_cast<uint32_t>(c1 - 1));
       }
     }
     double sum = 0, best = 1e300;
@@ -376,7 +457,7 @@ unsigned char* Alloc(Ctx& c, uint32_t cls, uint64_t* gen, int* rc) {
     if (cur != 0) {
       const uint64_t pw = LoadAcquire(&v.ptab[cur - 1]);
       if (pword::UsableFor(pw, cls)) {
-        if (unsigned char* b = ClaimInPage(c, cur - 1, cls, gen)) {
+        if (unsigned char* b = ClaimInPage(c, cur - 1, pw, cls, gen)) {
           // The page may have started draining meanwhile: then give the
           // block back (the drainer waits for it).
           if (LoadAcquire(&v.ptab[cur - 1]) == pw) return b;
@@ -409,11 +490,17 @@ unsigned char* Alloc(Ctx& c, uint32_t cls, uint64_t* gen, int* rc) {
       free_run = 0;
     }
     if (found) continue;
-    // Full: evict from this class by its CLOCK hand, else take pages from
-    // other classes.
+    // Full. In order: an empty page of another class; a page of another
+    // class whose data is all older than what this class would evict of
+    // its own (so that memory follows demand, roughly LRU across
+    // classes); this class's own CLOCK victim; any page the policy lets go.
     uint64_t page = 0;
-    if (EvictClass(c, cls, 1, &page) == 0 &&
-        !(k == 1 ? StealPage(c, cls, &page) : StealRun(c, cls, &page)))
+    auto steal = [&](const StealRule& rule) {
+      return k == 1 ? StealPage(c, cls, rule, &page) : StealRun(c, cls, rule, &page);
+    };
+    const uint64_t own_oldest = ClassOldestCas(c, cls);
+    if (!steal({true, 0}) && !(own_oldest != kNoCas && steal({false, own_oldest})) &&
+        EvictClass(c, cls, 1, &page) == 0 && !steal({false, kNoCas}))
       break;
     cur = static_cast<uint32_t>(page + 1);
   }

@@ -134,7 +134,8 @@ uint64_t EvictClass(Ctx& c, uint32_t cls, uint64_t want, uint64_t* last_page);
 
 // The LIVE slot that links block blk in state st, validated (false if none,
 // or if the block or slot changed meanwhile).
-bool FindLiveReference(const View& v, unsigned char* blk, uint64_t st, Slot** slot, SlotWord* w);
+bool FindLiveReference(const View& v, unsigned char* blk, uint32_t cls, uint64_t st, Slot** slot,
+                       SlotWord* w);
 // Unlinks slot word w (LIVE, linking blk at gen) and frees the block.
 bool UnlinkBlock(Ctx& c, Slot* s, const SlotWord& w, unsigned char* blk, uint32_t cls,
                  uint64_t gen);

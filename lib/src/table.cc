@@ -924,7 +924,8 @@ uint64_t EvictClass(Ctx& c, uint32_t cls, uint64_t want, uint64_t* last_page) {
       const uint64_t off64 = static_cast<uint64_t>(blk - v.base) / 64;
       for (Slot* s : cs.s) {
         const SlotWord w = LoadSlot(s);
-        if (ref::State(w.ref) != kLive || ref::Off64(w.ref) != off64) continue;
+        if (ref::State(w.ref) != kLive || ref::Off64(w.ref) != off64 || ref::Class(w.ref) != cls)
+          continue;
         // The slot must still link this incarnation of the block: re-read the
         // state, then re-check the slot (else a relinked block of a newer
         // gen would be unlinked and freed with the old gen: a leak).
@@ -956,7 +957,8 @@ bool UnlinkBlock(Ctx& c, Slot* s, const SlotWord& w, unsigned char* blk, uint32_
   return Unlink(c, s, w, blk, cls, gen);
 }
 
-bool FindLiveReference(const View& v, unsigned char* blk, uint64_t st, Slot** slot, SlotWord* w) {
+bool FindLiveReference(const View& v, unsigned char* blk, uint32_t cls, uint64_t st, Slot** slot,
+                       SlotWord* w) {
   const BlockMeta m = ReadMeta(blk);
   if (LoadAcquire(StateWord(blk)) != st) return false;
   const KeyHash h{m.hash_lo, uint64_t{m.hash_hi32} << 32};
@@ -965,6 +967,7 @@ bool FindLiveReference(const View& v, unsigned char* blk, uint64_t st, Slot** sl
   for (Slot* s : cs.s) {
     const SlotWord x = LoadSlot(s);
     if (ref::State(x.ref) != kLive || ref::Off64(x.ref) != off64) continue;
+    if (ref::Class(x.ref) != cls) return false;  // another grid's block at this address
     if (LoadAcquire(StateWord(blk)) != st || !Unchanged(s, x)) return false;
     *slot = s;
     *w = x;
@@ -996,6 +999,31 @@ bool FindReference(const View& v, unsigned char* blk, uint64_t st, Slot** slot, 
   return false;
 }
 
+// The page still has the grid of word pw (class and epoch; it may have
+// gone from normal to draining or back).
+bool SameGrid(const View& v, uint64_t page, uint64_t pw) {
+  const uint64_t now = LoadAcquire(&v.ptab[page]);
+  return pword::Cls1(now) == pword::Cls1(pw) && pword::Epoch(now) == pword::Epoch(pw) &&
+         (pword::St(now) == pword::kNormal || pword::St(now) == pword::kDraining);
+}
+
+// Frees a block from exactly the state st (recovery: never from a state we
+// did not see).
+void FreeExact(Ctx& c, unsigned char* blk, uint32_t cls, uint64_t st) {
+  if (bstate::St(st) == kFree) return;
+  if (!CasWord(StateWord(blk), st, bstate::Make(kFree, 0, bstate::Gen(st)))) return;
+  const View& v = c.v;
+  const uint64_t page = v.PageOf(blk);
+  const uint64_t idx =
+      static_cast<uint64_t>(blk - (v.data + (page << v.page_shift))) / v.class_size[cls];
+  FetchAnd(&v.BitmapOf(page)[idx / 64], ~(1ull << (idx % 64)));
+  const uint64_t minus = static_cast<uint64_t>(-static_cast<int64_t>(v.class_size[cls]));
+  if (c.p != nullptr)
+    c.p->Stat(kStatMemUsed, -static_cast<int64_t>(v.class_size[cls]));
+  else
+    FetchAdd(&v.hdr->retired[kStatMemUsed], minus);
+}
+
 }  // namespace
 
 void RecoverParticipants(Ctx& c, const std::vector<bool>& dead) {
@@ -1012,15 +1040,19 @@ void RecoverParticipants(Ctx& c, const std::vector<bool>& dead) {
     if (off < v.data_off || off >= v.data_off + (v.n_pages << v.page_shift)) continue;
     unsigned char* blk = v.base + off;
     const uint64_t page = v.PageOf(blk);
-    const uint64_t cls1 = pword::Cls1(LoadAcquire(&v.ptab[page]));
-    if (cls1 == 0 || cls1 > v.n_classes) continue;
+    const uint64_t pw = LoadAcquire(&v.ptab[page]);
+    const uint64_t cls1 = pword::Cls1(pw);
+    if (cls1 == 0 || cls1 > v.n_classes ||
+        (pword::St(pw) != pword::kNormal && pword::St(pw) != pword::kDraining))
+      continue;
     const uint32_t cls = static_cast<uint32_t>(cls1 - 1);
     if (v.BlockAt(off1 - 1, cls) == nullptr) continue;
     const uint64_t st = LoadAcquire(StateWord(blk));
     Slot* s;
     SlotWord w;
-    if (bstate::Gen(st) == gen && bstate::St(st) != kFree && !FindReference(v, blk, st, &s, &w))
-      FreeBlock(v, c.p, blk, cls, gen);
+    if (bstate::Gen(st) == gen && bstate::St(st) != kFree && !FindReference(v, blk, st, &s, &w) &&
+        SameGrid(v, page, pw))
+      FreeExact(c, blk, cls, st);
     StoreRelease(&rec->inflight_off, 0);
   }
   // (b) every block a dead participant owns (Invariant 5).
@@ -1062,15 +1094,22 @@ void RecoverParticipants(Ctx& c, const std::vector<bool>& dead) {
       // A live inserter of the same key may be acting on this block at the
       // same time (killing or promoting its claim): retry until the block's
       // state is stable across the reference check.
+      bool grid_gone = false;
       for (int round = 0; round < 64; ++round) {
         st = LoadAcquire(StateWord(blk));
+        // The page may have been drained and given another grid meanwhile:
+        // then this word is not a block state of ours to act on.
+        if (!SameGrid(v, page, pw)) {
+          grid_gone = true;
+          break;
+        }
         if (bstate::St(st) == kFree || bstate::Gen(st) != gen) break;
         Slot* s = nullptr;
         SlotWord w{};
         const bool referenced = FindReference(v, blk, st, &s, &w);
         if (referenced && s == nullptr) continue;  // state changed meanwhile
         if (!referenced) {
-          FreeBlock(v, c.p, blk, cls, gen);
+          FreeExact(c, blk, cls, st);
           break;
         }
         if (ref::State(w.ref) == kLive) break;  // live data: the stale owner id is harmless
@@ -1081,6 +1120,7 @@ void RecoverParticipants(Ctx& c, const std::vector<bool>& dead) {
         if (bstate::St(st) == kLinked && bstate::Gen(st) == gen) HelpPromote(c, s, w);
         if (bstate::St(st) == kKilled && bstate::Gen(st) == gen) HelpEmpty(s, w);
       }
+      if (grid_gone) break;
     }
     // A drain whose drainer died: its reservations are freed above; the
     // page serves its class again.

@@ -185,7 +185,8 @@ SHMKV_EXPORT int shmkv_recover(shmkv_t *kv, uint32_t *recovered_processes);
    LINKED blocks and PENDING ones to ALLOC, LINKED or KILLED blocks; page
    table and block states agree. With SHMKV_CHECK_OFFLINE (nobody else
    attached, recovery done) it also accounts for every block: each is FREE
-   or referenced (no leak), and the item counter matches the index.
+   or referenced (no leak), and the item counter matches the index (exact
+   unless a process died mid-write: each such write may leave it off by one).
    Returns 0 when the check ran (report->problems says what it found), or
    an error code when it could not run. */
 #define SHMKV_CHECK_OFFLINE 1
