@@ -68,10 +68,13 @@
 // into the retired counters and frees the records. Every step is an
 // idempotent CAS, so two recoverers or a recoverer that dies are harmless.
 //
-// PAGES. A page serves one size class until it is drained: when a class
-// has no free block, no unassigned page and nothing to evict in its own
-// pages, a writer drains the page of another class (evicting what the
-// policy allows, reserving every block as ALLOC(me) so that no one else can
+// PAGES. A page serves one size class until it is drained. When a class
+// has no free block and no unassigned page is left, a writer takes, in
+// order: an empty page of another class; a page of another class whose
+// sampled entries are all older (by cas token, which orders writes) than
+// the oldest it samples of its own class; its own CLOCK victim; any page
+// the policy lets go. Taking a page drains it (evicting what the policy
+// allows, reserving every block as ALLOC(me) so that no one else can
 // touch a word of the old grid), hands it back unassigned, and formats it
 // for its class with block generations from the page's new epoch. A drainer
 // or formatter that dies is undone by recovery (alloc.cc). A block larger
@@ -86,12 +89,14 @@
 // 1/16 of the data area, so that trading them between classes evicts
 // little at a time; values are capped at a quarter of the data area.
 //
-// RESIDUAL RISK. A participant stalled between reading a FREE block state
-// and its claiming CAS, for as long as it takes to drain, reassign, format
-// and fill that page, could match its stale word against the new contents;
-// this needs the exact 64-bit pattern at that address (block generations
-// restart from a new epoch per format) and is of the order of the 32-bit
-// slot version wrap (design-notes §6.5).
+// RESIDUAL RISK. Every CAS on a block state word re-checks the page's grid
+// (class, epoch) between reading the word and the CAS. A participant
+// stalled exactly between that check and its CAS, for as long as it takes
+// to drain, reassign, format and fill the page, could still match its
+// stale word against new contents: that needs the exact 64-bit word at
+// that address, the order of the slot version wrap (design-notes §6.5).
+// A stopped drainer or formatter pins its page (or run) until it resumes
+// or dies: bounded capacity, never a wait.
 //
 // VERSIONING. Any change to layout.h bumps kLayoutVersion; segments of
 // another version, ABI fingerprint or size are refused with SHMKV_EBADSEG.
