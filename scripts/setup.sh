@@ -22,7 +22,11 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 #   nlohmann-json3-dev                            JSON output of CLI and daemon
 #   libgtest-dev libbenchmark-dev                 tests/ and bench/
 #   libncurses-dev                                `shmkv top`
+#   libsystemd-dev                                sd_notify in shmkvd
+#   prometheus systemd                            promtool and systemd-analyze
+#                                                 (tests/daemon checks metrics, unit)
 #   clang-format-14                               format check in scripts/test.sh
+#   clang-14 libclang-rt-14-dev                   libFuzzer target (tests/fuzz/)
 #   binutils                                      nm/objdump (no libatomic calls test)
 PACKAGES=(
   build-essential cmake ninja-build pkg-config
@@ -30,7 +34,9 @@ PACKAGES=(
   libxxhash-dev nlohmann-json3-dev
   libgtest-dev libbenchmark-dev
   libncurses-dev
+  libsystemd-dev prometheus systemd
   clang-format-14
+  clang-14 libclang-rt-14-dev
   binutils
 )
 

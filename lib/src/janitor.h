@@ -63,6 +63,9 @@ class Janitor {
   int Tick(TickReport* report);
 
   const JanitorOptions& options() const { return options_; }
+  // New timing and watermark for the following ticks (the daemon's SIGHUP),
+  // without giving the janitor lock up.
+  void set_options(const JanitorOptions& options) { options_ = options; }
 
  private:
   Janitor(shmkv_t* kv, const JanitorOptions& options) : kv_(kv), options_(options) {}
