@@ -6,6 +6,8 @@
 #   asan    ASan+UBSan build in build-asan/, every test except "soak"
 #   tsan    ThreadSanitizer build in build-tsan/, only the "tsan" label
 #           (TSan cannot see across processes, so only threaded tests)
+#   fuzz    libFuzzer target tests/fuzz/ (clang-14, ASan+UBSan) on corrupted
+#           segments for SHMKV_FUZZ_SECONDS (default 60) s, build in build-fuzz/
 #   format  clang-format-14 --dry-run -Werror over the C/C++ sources
 #
 # Every stage runs even if an earlier one failed; a summary line per stage
@@ -111,6 +113,10 @@ stage_tsan() {
     --timeout "$ctest_timeout" -L tsan
 }
 
+stage_fuzz() {
+  bash tests/fuzz/run.sh "${SHMKV_FUZZ_SECONDS:-60}"
+}
+
 stage_format() {
   local dirs=() d
   for d in lib tests bench examples tools daemon; do
@@ -128,6 +134,7 @@ run_stage setup stage_setup
 run_stage ctest stage_ctest
 run_stage asan stage_asan
 run_stage tsan stage_tsan
+run_stage fuzz stage_fuzz
 run_stage format stage_format
 
 echo

@@ -337,6 +337,7 @@ bool StealPage(Ctx& c, uint32_t cls, const StealRule& rule, uint64_t* got) {
     // Among the pages the rule allows: empty ones first, then the class with
     // the most pages, then the emptiest page. At most 64 pages are weighed.
     int64_t best = -1;
+    uint32_t best_class = 0;
     double best_score = -1;
     const uint64_t start = c.p->Random() % v.n_pages;
     int weighed = 0;
@@ -354,12 +355,12 @@ bool StealPage(Ctx& c, uint32_t cls, const StealRule& rule, uint64_t* got) {
       if (score > best_score) {
         best_score = score;
         best = static_cast<int64_t>(p);
+        best_class = oc;  // as weighed: the page may change class meanwhile
       }
     }
     if (best < 0) return false;
     const uint64_t p = static_cast<uint64_t>(best);
-    const uint32_t oc = static_cast<uint32_t>(pword::Cls1(LoadRelaxed(&v.ptab[p])) - 1);
-    if (DrainPage(c, p, oc) && AssignPage(c, p, cls)) {
+    if (DrainPage(c, p, best_class) && AssignPage(c, p, cls)) {
       *got = p;
       return true;
     }
@@ -448,12 +449,26 @@ bool StealRun(Ctx& c, uint32_t cls, const StealRule& rule, uint64_t* got) {
   return false;
 }
 
+// Whether retrying can help: under allkeys every page can be drained
+// eventually (unless it holds no-evict entries, which a bounded retry
+// then reports as ENOSPC).
+bool PolicyMayFree(const View& v) { return v.evict_policy == SHMKV_EVICT_ALLKEYS; }
+
 }  // namespace
 
 unsigned char* Alloc(Ctx& c, uint32_t cls, uint64_t* gen, int* rc) {
   const View& v = c.v;
   uint32_t& cur = c.p->cur_page[cls];
-  for (int attempt = 0; attempt < 16; ++attempt) {
+  // Bounded, but generous: under contention other writers take the pages
+  // freed for us; ENOSPC only once nothing the policy lets go is left.
+  for (int attempt = 0; attempt < 64; ++attempt) {
+    if (attempt >= 16) std::this_thread::yield();
+    if (attempt == 32) {
+      // Pages may be pinned by processes that died draining or formatting
+      // them: recover them here rather than fail (any process may).
+      uint32_t recovered = 0;
+      RecoverDead(c.kv, &recovered);
+    }
     if (cur != 0) {
       const uint64_t pw = LoadAcquire(&v.ptab[cur - 1]);
       if (pword::UsableFor(pw, cls)) {
@@ -500,8 +515,10 @@ unsigned char* Alloc(Ctx& c, uint32_t cls, uint64_t* gen, int* rc) {
     };
     const uint64_t own_oldest = ClassOldestCas(c, cls);
     if (!steal({true, 0}) && !(own_oldest != kNoCas && steal({false, own_oldest})) &&
-        EvictClass(c, cls, 1, &page) == 0 && !steal({false, kNoCas}))
-      break;
+        EvictClass(c, cls, 1, &page) == 0 && !steal({false, kNoCas})) {
+      if (!PolicyMayFree(v)) break;  // nothing evictable will appear by retrying
+      continue;                      // pages were busy (draining, formatting): again
+    }
     cur = static_cast<uint32_t>(page + 1);
   }
   *rc = Fail(SHMKV_ENOSPC, v.evict_policy == SHMKV_EVICT_ALLKEYS

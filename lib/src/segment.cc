@@ -244,7 +244,7 @@ int ValidateHeader(const Header& h, uint64_t file_size, std::string* why) {
   if (h.page_shift < 16 || h.page_shift > 24) return bad("page size out of range");
   const uint64_t page = 1ull << h.page_shift;
   if (h.n_procs == 0 || !in_range(h.proc_off, h.n_procs, sizeof(ProcRecord)) ||
-      h.proc_off < kHeaderSize)
+      h.proc_off < kHeaderSize || h.proc_off % kCacheLine != 0)
     return bad("process table out of bounds");
   if (h.n_parts == 0 || h.n_parts > kMaxParticipants ||
       !in_range(h.part_off, h.n_parts, sizeof(ParticipantRecord)) || h.part_off % kCacheLine != 0)

@@ -59,6 +59,10 @@ void BucketsOf(const View& v, const KeyHash& h, uint64_t* b1, uint64_t* b2) {
 namespace {
 
 constexpr int kAttempts = 64;  // bounded retries before EBUSY on the insert path
+// Retries of a write that keep failing for no reason a live segment can
+// have (every retry is caused by another process's completed step, which
+// cannot happen this many times in a row on one key): the segment is corrupt.
+constexpr int kCorruptRetries = 1 << 16;
 
 struct Cands {
   Slot* s[8];
@@ -244,7 +248,7 @@ void Reference(Ctx& c, const Found& f) {
 
 // ---- insert_new (design-notes §4.4) --------------------------------------
 
-enum class Ins { kInserted, kExists, kBusy, kNoSpace };
+enum class Ins { kInserted, kExists, kBusy, kNoSpace, kCorrupt };
 
 // Validated "does slot word w hold key?"; also returns the block state read
 // inside the validated window. 1 yes, 0 no, -1 the slot changed.
@@ -255,8 +259,10 @@ int KeyIs(const View& v, Slot* s, const SlotWord& w, std::string_view key, const
   unsigned char* blk = v.BlockAt(ref::Off64(w.ref), cls);
   if (blk == nullptr) return 0;
   const BlockMeta m = ReadMeta(blk);
+  // The same length rule as ReadCandidate: an entry readers cannot see must
+  // not count as present for inserts either (a corrupt block is no match).
   bool eq = m.hash_lo == h.lo && m.hash_hi32 == h.hi32() && m.klen == key.size() &&
-            uint64_t{m.klen} <= v.class_size[cls] - kBlockHeaderSize;
+            uint64_t{m.klen} + m.vlen <= v.class_size[cls] - kBlockHeaderSize;
   if (eq) eq = EqualRelaxed(blk, kBlockHeaderSize, key.data(), key.size());
   *state_out = LoadAcquire(StateWord(blk));
   *blk_out = blk;
@@ -342,6 +348,7 @@ Ins InsertNew(Ctx& c, std::string_view key, const KeyHash& h, const Cands& cs, u
   int mys = -1;
   SlotWord myw{};
   int tries = 0;
+  int rounds = 0;
 
 pre:
   // Existing LIVE entry, or decided pending claims to finish first.
@@ -406,6 +413,9 @@ pre:
   }
 
 decide : {
+  // Every rescan follows another participant's step on these 8 slots; a
+  // segment that keeps sending us back without end is corrupt.
+  if (++rounds > kCorruptRetries) return Ins::kCorrupt;
   struct Claim {
     int pos;
     SlotWord w;
@@ -564,6 +574,8 @@ int MakeBlock(Ctx& c, std::string_view key, const KeyHash& h, std::string_view v
 void Discard(Ctx& c, const NewBlock& nb) { FreeBlock(c.v, c.p, nb.blk, nb.cls, nb.gen); }
 
 int InsertResult(Ins r) {
+  if (r == Ins::kCorrupt)
+    return Fail(SHMKV_EBADSEG, "bad segment: the insert protocol cannot settle (corrupt slots)");
   if (r == Ins::kNoSpace)
     return Fail(SHMKV_ENOSPC,
                 "no room: every candidate slot holds an entry that may not be evicted");
@@ -654,6 +666,10 @@ int OpStore(Ctx& c, std::string_view key, std::string_view val, const shmkv_writ
   uint64_t cas = 0;
   if (int rc = MakeBlock(c, key, h, val, o.user_flags, noevict, expiry, &nb, &cas)) return rc;
   for (int attempt = 0;; ++attempt) {
+    if (attempt == kCorruptRetries) {
+      Discard(c, nb);
+      return Fail(SHMKV_EBADSEG, "bad segment: an entry of this key is not readable (corrupt)");
+    }
     Found f;
     bool live = FindLive(c, key, h, cs, nullptr, 0, &f);
     if (live && Expired(f.m.expiry, c.now)) {
@@ -727,7 +743,9 @@ int OpIncr(Ctx& c, std::string_view key, int64_t delta, int64_t initial, uint64_
   const KeyHash h = HashKey(c.v, key.data(), key.size());
   const Cands cs = CandidatesOf(c.v, h);
   c.Stat(kStatIncrs);
-  for (;;) {
+  for (int attempt = 0;; ++attempt) {
+    if (attempt == kCorruptRetries)
+      return Fail(SHMKV_EBADSEG, "bad segment: an entry of this key is not readable (corrupt)");
     Found f;
     char cur[24];
     const bool found = FindLive(c, key, h, cs, cur, 20, &f);
@@ -767,7 +785,7 @@ int OpIncr(Ctx& c, std::string_view key, int64_t delta, int64_t initial, uint64_
       return 0;
     }
     Discard(c, nb);
-    if (r == Ins::kNoSpace) return InsertResult(r);
+    if (r == Ins::kNoSpace || r == Ins::kCorrupt) return InsertResult(r);
     if (r == Ins::kBusy) std::this_thread::yield();  // incr never returns EBUSY
   }
 }

@@ -228,7 +228,7 @@ TEST(DaemonTest, RecoversAKilledWriter) {
     std::string value(3000, 'w');
     for (uint64_t i = 0;; ++i) {
       const std::string key = "w:" + std::to_string(i);
-      const size_t len = 16 + (i * 7919) % value.size();  // several size classes
+      const size_t len = 16 + (i * 7919) % (value.size() - 16);  // several size classes
       shmkv_set(kv, key.data(), key.size(), value.data(), len, 0);
       if (i == 2000) (void)!::write(ready_pipe[1], "x", 1);
     }
