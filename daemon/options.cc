@@ -71,7 +71,7 @@ po::options_description SegmentOptions() {
        "index capacity of a created segment (default memory / 256)")
       ("max-key-len", po::value<std::string>()->value_name("N"), "default 250")
       ("max-value-len", po::value<std::string>()->value_name("SIZE"), "default 1M")
-      ("mode", po::value<std::string>()->value_name("OCTAL")->default_value("0660"),
+      ("mode", po::value<std::string>()->value_name("OCTAL")->default_value("0600"),
        "file mode of a created segment")
       ("group", po::value<std::string>()->value_name("NAME"),
        "group of a created segment, so that workers of another user can attach")

@@ -25,7 +25,7 @@ struct DaemonOptions {
   uint64_t max_items = 0;  // 0: the library's default
   uint32_t max_key_len = 0;
   uint32_t max_value_len = 0;
-  uint32_t mode = 0660;
+  uint32_t mode = 0600;       // DESIGN.md §3.8: safe default; group access is explicit
   std::string group;          // empty: the creator's group
   uint32_t evict_policy = 0;  // SHMKV_EVICT_ALLKEYS, _VOLATILE or _NONE
 
