@@ -461,9 +461,9 @@ unsigned char* Alloc(Ctx& c, uint32_t cls, uint64_t* gen, int* rc) {
   uint32_t& cur = c.p->cur_page[cls];
   // Bounded, but generous: under contention other writers take the pages
   // freed for us; ENOSPC only once nothing the policy lets go is left.
-  for (int attempt = 0; attempt < 64; ++attempt) {
+  for (int attempt = 0; attempt < 256; ++attempt) {
     if (attempt >= 16) std::this_thread::yield();
-    if (attempt == 32) {
+    if (attempt % 64 == 32) {
       // Pages may be pinned by processes that died draining or formatting
       // them: recover them here rather than fail (any process may).
       uint32_t recovered = 0;
