@@ -269,20 +269,25 @@ namespace {
 
 constexpr uint64_t kNoCas = ~uint64_t{0};
 
-// The newest write among up to 8 sampled linked blocks of a page (cas tokens
-// come from one almost monotonic counter, so they order writes by age);
-// 0 if none of the sampled blocks holds an entry.
-uint64_t PageNewestCas(const View& v, uint64_t page, uint32_t cls) {
+// Calls f(cas) for up to 8 linked blocks spread over a page (cas tokens come
+// from one almost monotonic counter, so they order writes by age).
+template <typename F>
+void ForSampledCas(const View& v, uint64_t page, uint32_t cls, F&& f) {
   const uint64_t bpp = v.class_bpp[cls];
   const uint64_t step = std::max<uint64_t>(1, bpp / 8);
-  uint64_t newest = 0;
   for (uint64_t i = 0; i < bpp; i += step) {
     unsigned char* blk = BlockOf(v, page, cls, i);
     const uint64_t st = LoadAcquire(StateOf(blk));
     if (bstate::St(st) != kLinked) continue;
     const uint64_t cas = LoadRelaxed(reinterpret_cast<const uint64_t*>(blk + boff::kCas));
-    if (LoadAcquire(StateOf(blk)) == st) newest = std::max(newest, cas);
+    if (LoadAcquire(StateOf(blk)) == st) f(cas);
   }
+}
+
+// The newest sampled write of a page; 0 if no sampled block holds an entry.
+uint64_t PageNewestCas(const View& v, uint64_t page, uint32_t cls) {
+  uint64_t newest = 0;
+  ForSampledCas(v, page, cls, [&](uint64_t cas) { newest = std::max(newest, cas); });
   return newest;
 }
 
@@ -297,15 +302,7 @@ uint64_t ClassOldestCas(Ctx& c, uint32_t cls) {
     const uint64_t p = (start + k) % v.n_pages;
     if (!pword::UsableFor(LoadRelaxed(&v.ptab[p]), cls)) continue;
     ++sampled;
-    const uint64_t bpp = v.class_bpp[cls];
-    const uint64_t step = std::max<uint64_t>(1, bpp / 8);
-    for (uint64_t i = 0; i < bpp; i += step) {
-      unsigned char* blk = BlockOf(v, p, cls, i);
-      const uint64_t st = LoadAcquire(StateOf(blk));
-      if (bstate::St(st) != kLinked) continue;
-      const uint64_t cas = LoadRelaxed(reinterpret_cast<const uint64_t*>(blk + boff::kCas));
-      if (LoadAcquire(StateOf(blk)) == st) oldest = std::min(oldest, cas);
-    }
+    ForSampledCas(v, p, cls, [&](uint64_t cas) { oldest = std::min(oldest, cas); });
   }
   return oldest;
 }
