@@ -286,6 +286,55 @@ int shmkv_check(shmkv_t* kv, uint32_t flags, shmkv_check_report_t* report) {
   });
 }
 
+int shmkv_info(shmkv_t* kv, shmkv_info_t* out) {
+  return Guard([&]() -> int {
+    shmkv::internal::ClearError();
+    if (kv == nullptr || out == nullptr) return Fail(SHMKV_EINVAL, "handle or out is NULL");
+    if (!ReadStructSize(out->struct_size, sizeof(*out)))
+      return Fail(SHMKV_EINVAL, "info.struct_size is not sizeof(shmkv_info_t)");
+    const shmkv::internal::View& v = kv->v;
+    const shmkv::internal::Header* h = v.hdr;
+    shmkv_info_t r{};
+    r.struct_size = out->struct_size;
+    r.layout_version = h->layout_version;
+    r.memory_bytes = h->total_size;
+    r.max_items = h->max_items;
+    r.index_slots = v.n_buckets * 4;
+    r.data_bytes = v.n_pages * v.page_size;
+    r.page_size = v.page_size;
+    r.size_classes = v.n_classes;
+    r.max_key_len = v.max_key_len;
+    r.max_value_len = v.max_value_len;
+    r.evict_policy = v.evict_policy;
+    r.mode = h->mode;
+    r.creator_pid = h->creator_pid;
+    r.created_realtime_ns = h->created_realtime_ns;
+    r.clock_ms = shmkv::internal::SegmentNowMs(v.epoch_ns, true) - 1;
+    std::memcpy(r.boot_id, h->boot_id, sizeof(r.boot_id));
+    r.boot_id[sizeof(r.boot_id) - 1] = '\0';
+    r.janitor_pid = static_cast<uint32_t>(shmkv::internal::LoadAcquire(&h->janitor_pid));
+    shmkv_stats_t s{};
+    s.struct_size = sizeof(s);
+    shmkv::internal::SumStats(kv, &s);
+    r.attached_processes = static_cast<uint32_t>(s.attached_processes);
+    r.process_slots = static_cast<uint32_t>(v.n_procs);
+    r.superseded =
+        shmkv::internal::LoadAcquire32(&h->init_state) == shmkv::internal::kSuperseded ? 1 : 0;
+    std::memcpy(out, &r, std::min<size_t>(out->struct_size, sizeof(r)));
+    return 0;
+  });
+}
+
+int shmkv_processes(shmkv_t* kv, shmkv_process_info_t* out, size_t cap, size_t* count) {
+  return Guard([&]() -> int {
+    shmkv::internal::ClearError();
+    if (kv == nullptr || count == nullptr || (out == nullptr && cap != 0))
+      return Fail(SHMKV_EINVAL, "handle, out or count is NULL");
+    *count = shmkv::internal::ListProcesses(kv, out, cap);
+    return 0;
+  });
+}
+
 const char* shmkv_strerror(int code) {
   switch (code) {
     case 0:

@@ -95,6 +95,7 @@ PartLocal* CurrentParticipant(shmkv_t* kv, int* rc);
 void DetachHandle(shmkv_t* kv);
 int RecoverDead(shmkv_t* kv, uint32_t* recovered);
 void SumStats(shmkv_t* kv, shmkv_stats_t* out);
+size_t ListProcesses(shmkv_t* kv, shmkv_process_info_t* out, size_t cap);
 uint64_t NextCas(Ctx& c);
 
 // check.cc: the consistency checker behind shmkv_check and TakeCensus.

@@ -363,6 +363,28 @@ int RecoverDead(shmkv_t* kv, uint32_t* recovered) {
   return RecoverDeadLocked(kv, recovered);
 }
 
+size_t ListProcesses(shmkv_t* kv, shmkv_process_info_t* out, size_t cap) {
+  const View& v = kv->v;
+  // Probing liveness needs an fd of the segment: our lock fd, or for a
+  // read-only handle nothing (then every record is reported alive).
+  const int fd = kv->seg->lock_fd();
+  const bool registered = kv->proc_index >= 0 && kv->pid == CurrentPid();
+  size_t n = 0;
+  for (uint64_t i = 0; i < v.n_procs; ++i) {
+    const ProcRecord* r = &v.procs[i];
+    if (ProcSt(LoadAcquire(&r->state)) != kProcActive) continue;
+    if (n < cap) {
+      out[n].pid = static_cast<uint32_t>(LoadRelaxed(&r->pid));
+      out[n].attach_realtime_ns = LoadRelaxed(&r->attach_realtime_ns);
+      const bool mine = registered && static_cast<int64_t>(i) == kv->proc_index;
+      out[n].alive =
+          mine || fd < 0 || ByteLockedByOther(fd, kProcLockBase + static_cast<off_t>(i)) ? 1 : 0;
+    }
+    ++n;
+  }
+  return n;
+}
+
 void SumStats(shmkv_t* kv, shmkv_stats_t* out) {
   const View& v = kv->v;
   uint64_t s[16];

@@ -197,5 +197,59 @@ TEST_F(CheckTest, JanitorRecoversADeadProcess) {
   EXPECT_EQ(Check(kv_, SHMKV_CHECK_OFFLINE).problems, 0u);
 }
 
+TEST_F(CheckTest, InfoDescribesTheSegment) {
+  shmkv_info_t info{};
+  info.struct_size = sizeof(info);
+  ASSERT_EQ(shmkv_info(kv_, &info), 0) << shmkv_last_error();
+  EXPECT_EQ(info.memory_bytes, 4u << 20);
+  EXPECT_EQ(info.layout_version, internal::kLayoutVersion);
+  EXPECT_EQ(info.index_slots, kv_->v.n_buckets * 4);
+  EXPECT_GT(info.data_bytes, 2u << 20);
+  EXPECT_EQ(info.data_bytes % info.page_size, 0u);
+  EXPECT_EQ(info.mode, 0600u);
+  EXPECT_EQ(info.creator_pid, static_cast<uint32_t>(getpid()));
+  EXPECT_EQ(info.attached_processes, 1u);
+  EXPECT_EQ(info.janitor_pid, 0u);
+  EXPECT_EQ(info.superseded, 0);
+  EXPECT_EQ(std::strlen(info.boot_id), 36u);
+  EXPECT_GE(info.max_value_len, 1u << 19);  // a quarter of ~3.5 MiB of data
+}
+
+TEST_F(CheckTest, ProcessesListsTheLiveAndTheDead) {
+  int go[2], done[2];
+  ASSERT_EQ(pipe(go), 0);
+  ASSERT_EQ(pipe(done), 0);
+  const pid_t child = fork();
+  if (child == 0) {
+    shmkv_t* kv = nullptr;
+    if (shmkv_open(seg_.c_str(), nullptr, &kv) != 0) _exit(1);
+    char c = 'r';
+    if (write(done[1], &c, 1) != 1) _exit(2);  // registered
+    if (read(go[0], &c, 1) != 1) _exit(3);     // wait for the parent's look
+    _exit(0);                                  // dies attached
+  }
+  char c;
+  ASSERT_EQ(read(done[0], &c, 1), 1);
+  shmkv_process_info_t procs[8];
+  size_t n = 0;
+  ASSERT_EQ(shmkv_processes(kv_, procs, 8, &n), 0);
+  ASSERT_EQ(n, 2u);
+  for (size_t i = 0; i < n; ++i) EXPECT_EQ(procs[i].alive, 1) << procs[i].pid;
+  ASSERT_EQ(write(go[1], "g", 1), 1);
+  int st = 0;
+  ASSERT_EQ(waitpid(child, &st, 0), child);
+  ASSERT_EQ(shmkv_processes(kv_, procs, 8, &n), 0);
+  ASSERT_EQ(n, 2u);  // still listed until recovered, but dead
+  int dead = 0;
+  for (size_t i = 0; i < n; ++i) dead += procs[i].alive == 0 && procs[i].pid == uint32_t(child);
+  EXPECT_EQ(dead, 1);
+  uint32_t recovered = 0;
+  ASSERT_EQ(shmkv_recover(kv_, &recovered), 0);
+  EXPECT_EQ(recovered, 1u);
+  ASSERT_EQ(shmkv_processes(kv_, procs, 8, &n), 0);
+  EXPECT_EQ(n, 1u);
+  for (int fd : {go[0], go[1], done[0], done[1]}) close(fd);
+}
+
 }  // namespace
 }  // namespace shmkv

@@ -200,6 +200,40 @@ typedef struct shmkv_check_report {
 } shmkv_check_report_t;
 SHMKV_EXPORT int shmkv_check(shmkv_t *kv, uint32_t flags, shmkv_check_report_t *report);
 
+/* What a segment is: geometry, limits, creation, clock and who is attached
+   (what `shmkv info` shows). Read-only. */
+typedef struct shmkv_info {
+  uint32_t struct_size;
+  uint32_t layout_version;
+  uint64_t memory_bytes; /* segment size */
+  uint64_t max_items;    /* capacity hint it was created with */
+  uint64_t index_slots;  /* 4 per bucket */
+  uint64_t data_bytes;   /* pages for values */
+  uint64_t page_size;
+  uint32_t size_classes;
+  uint32_t max_key_len, max_value_len, evict_policy;
+  uint32_t mode; /* file mode it was created with */
+  uint32_t creator_pid;
+  uint64_t created_realtime_ns; /* wall-clock creation time, ns since the Unix epoch */
+  uint64_t clock_ms;            /* segment time now (CLOCK_MONOTONIC ms since creation) */
+  char boot_id[40];             /* boot it belongs to */
+  uint32_t janitor_pid;         /* 0 = no janitor */
+  uint32_t attached_processes;
+  uint32_t process_slots; /* how many processes may attach at once */
+  int32_t superseded;     /* 1 once copied into a new segment */
+} shmkv_info_t;
+SHMKV_EXPORT int shmkv_info(shmkv_t *kv, shmkv_info_t *out);
+
+/* The attached processes: fills up to cap entries, *count = how many are
+   attached (may exceed cap). alive = 1 if its lock is held (0: died, not
+   yet recovered). */
+typedef struct shmkv_process_info {
+  uint32_t pid;
+  int32_t alive;
+  uint64_t attach_realtime_ns;
+} shmkv_process_info_t;
+SHMKV_EXPORT int shmkv_processes(shmkv_t *kv, shmkv_process_info_t *out, size_t cap, size_t *count);
+
 SHMKV_EXPORT const char *shmkv_strerror(int code); /* never NULL, also for errno values */
 SHMKV_EXPORT const char *shmkv_version(void);
 
