@@ -1,0 +1,434 @@
+// Black-box tests of the shmkv CLI (DESIGN.md §8): the real binary, run with
+// fork/exec on a unique segment per test.
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "support/test_segment.h"
+
+namespace {
+
+using nlohmann::json;
+using shmkv::test::ScopedSegmentName;
+
+struct Result {
+  int code = -1;
+  std::string out;
+  std::string err;
+};
+
+// Runs the CLI with args, feeding `input` on stdin; collects stdout, stderr
+// and the exit code.
+Result Cli(const std::vector<std::string>& args, const std::string& input = "") {
+  int in[2], out[2], err[2];
+  if (pipe2(in, O_CLOEXEC) != 0 || pipe2(out, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0) {
+    ADD_FAILURE() << "pipe: " << std::strerror(errno);
+    return {};
+  }
+  std::vector<std::string> argv_s{SHMKV_CLI_PATH};
+  argv_s.insert(argv_s.end(), args.begin(), args.end());
+  std::vector<char*> argv;
+  for (auto& s : argv_s) argv.push_back(s.data());
+  argv.push_back(nullptr);
+  const pid_t pid = fork();
+  if (pid == 0) {
+    dup2(in[0], 0);
+    dup2(out[1], 1);
+    dup2(err[1], 2);
+    execv(argv[0], argv.data());
+    _exit(127);
+  }
+  close(in[0]);
+  close(out[1]);
+  close(err[1]);
+  // Small inputs only: the pipe buffer holds them, so no deadlock.
+  if (!input.empty()) {
+    EXPECT_EQ(write(in[1], input.data(), input.size()), static_cast<ssize_t>(input.size()));
+  }
+  close(in[1]);
+  Result r;
+  pollfd fds[2] = {{out[0], POLLIN, 0}, {err[0], POLLIN, 0}};
+  int open_fds = 2;
+  char buf[4096];
+  while (open_fds > 0) {
+    if (poll(fds, 2, 30000) <= 0) break;
+    for (int i = 0; i < 2; ++i) {
+      if (fds[i].fd < 0 || fds[i].revents == 0) continue;
+      const ssize_t n = read(fds[i].fd, buf, sizeof buf);
+      if (n <= 0) {
+        close(fds[i].fd);
+        fds[i].fd = -1;
+        --open_fds;
+      } else {
+        (i == 0 ? r.out : r.err).append(buf, static_cast<size_t>(n));
+      }
+    }
+  }
+  for (auto& f : fds) {
+    if (f.fd >= 0) close(f.fd);
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  return r;
+}
+
+json Json(const Result& r) {
+  try {
+    return json::parse(r.out);
+  } catch (const std::exception& e) {
+    ADD_FAILURE() << "not JSON: " << e.what() << "\n" << r.out;
+    return json();
+  }
+}
+
+class CliTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    Result r = Cli({"create", name(), "--memory", "8M", "--max-items", "1024"});
+    ASSERT_EQ(r.code, 0) << r.err;
+  }
+  const std::string& name() const { return seg_.name(); }
+  ScopedSegmentName seg_{"cli"};
+};
+
+TEST(CliUsage, HelpListsEveryCommand) {
+  Result r = Cli({"--help"});
+  EXPECT_EQ(r.code, 0);
+  for (const char* c : {"create", "get", "set", "add", "del", "incr", "ttl", "touch", "keys",
+                        "stats", "check", "recover", "destroy"}) {
+    EXPECT_NE(r.out.find(std::string("  ") + c + " "), std::string::npos) << c;
+    Result h = Cli({c, "--help"});
+    EXPECT_EQ(h.code, 0) << c;
+    EXPECT_NE(h.out.find("Example:\n  shmkv " + std::string(c)), std::string::npos) << h.out;
+  }
+}
+
+TEST(CliUsage, UsageErrorsExit2) {
+  EXPECT_EQ(Cli({}).code, 2);
+  EXPECT_EQ(Cli({"frobnicate", "x"}).code, 2);
+  EXPECT_EQ(Cli({"get"}).code, 2);
+  EXPECT_EQ(Cli({"get", "seg"}).code, 2);
+  EXPECT_EQ(Cli({"get", "seg", "k", "extra"}).code, 2);
+  EXPECT_EQ(Cli({"get", "seg", "k", "--bogus"}).code, 2);
+  EXPECT_EQ(Cli({"set", "seg", "k", "v", "--ttl", "soon"}).code, 2);
+  EXPECT_EQ(Cli({"set", "seg", "k", "v", "--nx", "--xx"}).code, 2);
+  EXPECT_EQ(Cli({"set", "seg", "k"}).code, 2);
+  EXPECT_EQ(Cli({"set", "seg", "k", "v", "--cas", "-1"}).code, 2);
+  EXPECT_EQ(Cli({"get", "seg", "zz", "--hex"}).code, 2);
+  EXPECT_EQ(Cli({"create", "seg", "--memory", "lots"}).code, 2);
+  EXPECT_EQ(Cli({"create", "seg", "--evict", "random"}).code, 2);
+  EXPECT_EQ(Cli({"stats", "seg", "--format", "xml"}).code, 2);
+  EXPECT_EQ(Cli({"touch", "seg", "k"}).code, 2);
+  Result r = Cli({"destroy", "seg"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("--yes"), std::string::npos);
+}
+
+TEST(CliOpen, MissingSegmentExits3) {
+  ScopedSegmentName seg("cli-missing");
+  for (const auto& args : std::vector<std::vector<std::string>>{{"get", seg.name(), "k"},
+                                                                {"stats", seg.name()},
+                                                                {"keys", seg.name()},
+                                                                {"check", seg.name()},
+                                                                {"destroy", seg.name(), "--yes"}}) {
+    Result r = Cli(args);
+    EXPECT_EQ(r.code, 3) << args[0];
+    EXPECT_EQ(r.err.rfind("shmkv: ", 0), 0u) << r.err;
+    EXPECT_NE(r.err.find("does not exist"), std::string::npos) << r.err;
+  }
+}
+
+TEST(CliOpen, BadSegmentExits3) {
+  ScopedSegmentName seg("cli-bad");
+  ASSERT_EQ(Cli({"create", seg.name(), "--memory", "2M"}).code, 0);
+  {
+    const int fd = open(("/dev/shm/" + seg.name()).c_str(), O_WRONLY);
+    ASSERT_GE(fd, 0);
+    const std::string junk(64, 'X');
+    ASSERT_EQ(pwrite(fd, junk.data(), junk.size(), 0), 64);
+    close(fd);
+  }
+  Result r = Cli({"stats", seg.name()});
+  EXPECT_EQ(r.code, 3) << r.err;
+}
+
+TEST_F(CliTest, CreateExistingExits1) {
+  Result r = Cli({"create", name()});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("exists"), std::string::npos) << r.err;
+}
+
+TEST_F(CliTest, CreateTakesGeometry) {
+  ScopedSegmentName seg("cli-geo");
+  Result r = Cli({"create", seg.name(), "--memory", "4M", "--max-items", "2000", "--max-key-len",
+                  "64", "--max-value-len", "64K", "--mode", "0640", "--evict", "none"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  json s = Json(Cli({"stats", seg.name(), "--json"}));
+  EXPECT_EQ(s["memory_bytes"], 4u << 20);
+  EXPECT_EQ(s["capacity_items"], 2000u);
+  // max-key-len applies.
+  EXPECT_NE(Cli({"set", seg.name(), std::string(65, 'k'), "v"}).code, 0);
+  EXPECT_EQ(Cli({"set", seg.name(), std::string(64, 'k'), "v"}).code, 0);
+}
+
+TEST_F(CliTest, SetGetText) {
+  ASSERT_EQ(Cli({"set", name(), "user:42", "hello world"}).code, 0);
+  Result r = Cli({"get", name(), "user:42"});
+  EXPECT_EQ(r.code, 0);
+  EXPECT_EQ(r.out, "hello world");
+  // --hex applies to the key as well as the value.
+  EXPECT_EQ(Cli({"get", name(), "user:42", "--hex"}).code, 2);
+  r = Cli({"get", name(), "757365723a3432", "--hex"});
+  EXPECT_EQ(r.out, "68656c6c6f20776f726c64\n");
+  r = Cli({"get", name(), "nope"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_EQ(r.out, "");
+  EXPECT_NE(r.err.find("shmkv: get nope: "), std::string::npos) << r.err;
+}
+
+TEST_F(CliTest, GetJson) {
+  ASSERT_EQ(Cli({"set", name(), "k", "v1", "--ttl", "30s", "--flags", "7"}).code, 0);
+  json j = Json(Cli({"get", name(), "k", "--json"}));
+  EXPECT_EQ(j["key"], "k");
+  EXPECT_EQ(j["value"], "v1");
+  EXPECT_EQ(j["flags"], 7);
+  EXPECT_GT(j["ttl_ms"].get<int64_t>(), 25000);
+  EXPECT_LE(j["ttl_ms"].get<int64_t>(), 30000);
+  EXPECT_GT(j["cas"].get<uint64_t>(), 0u);
+}
+
+TEST_F(CliTest, BinaryRoundTripWithHex) {
+  const std::string key_hex = "00ff0a5c";
+  const std::string val_hex = "000102fffe0d0a80";
+  ASSERT_EQ(Cli({"set", name(), key_hex, val_hex, "--hex"}).code, 0);
+  Result r = Cli({"get", name(), key_hex, "--hex"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, val_hex + "\n");
+  r = Cli({"get", name(), key_hex, "--hex", "--json"});
+  json j = Json(r);
+  EXPECT_EQ(j["key_hex"], key_hex);
+  EXPECT_EQ(j["value_hex"], val_hex);
+  EXPECT_FALSE(j.contains("value"));
+  r = Cli({"get", name(), "--hex", key_hex});
+  EXPECT_EQ(r.out, val_hex + "\n");
+  r = Cli({"keys", name()});
+  EXPECT_NE(r.out.find("\\x00\\xff\\x0a\\\\\t-1\t8\n"), std::string::npos) << r.out;
+  // A raw get gives the bytes themselves.
+  ASSERT_EQ(Cli({"set", name(), "raw", "--value-file", "-"}, std::string("a\0b\n", 4)).code, 0);
+  r = Cli({"get", name(), "raw"});
+  EXPECT_EQ(r.out, std::string("a\0b\n", 4));
+}
+
+TEST_F(CliTest, ValueFile) {
+  const std::string path = testing::TempDir() + "/cli_value_" + std::to_string(getpid());
+  {
+    FILE* f = fopen(path.c_str(), "wb");
+    ASSERT_NE(f, nullptr);
+    fputs("from a file\n", f);
+    fclose(f);
+  }
+  ASSERT_EQ(Cli({"set", name(), "f", "--value-file", path}).code, 0);
+  EXPECT_EQ(Cli({"get", name(), "f"}).out, "from a file\n");
+  unlink(path.c_str());
+  EXPECT_EQ(Cli({"set", name(), "f", "--value-file", path}).code, 4);
+  EXPECT_EQ(Cli({"set", name(), "f", "v", "--value-file", path}).code, 2);
+}
+
+TEST_F(CliTest, SetConditions) {
+  EXPECT_EQ(Cli({"set", name(), "k", "v", "--xx"}).code, 1);
+  EXPECT_EQ(Cli({"set", name(), "k", "v", "--nx"}).code, 0);
+  EXPECT_EQ(Cli({"set", name(), "k", "v2", "--nx"}).code, 1);
+  EXPECT_EQ(Cli({"add", name(), "k", "v3"}).code, 1);
+  EXPECT_EQ(Cli({"add", name(), "k2", "v3"}).code, 0);
+  EXPECT_EQ(Cli({"set", name(), "k", "v4", "--xx"}).code, 0);
+  EXPECT_EQ(Cli({"get", name(), "k"}).out, "v4");
+  const uint64_t cas = Json(Cli({"get", name(), "k", "--json"}))["cas"];
+  Result r = Cli({"set", name(), "k", "v5", "--cas", std::to_string(cas + 1)});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_EQ(Cli({"set", name(), "k", "v5", "--cas", std::to_string(cas)}).code, 0);
+  EXPECT_EQ(Cli({"get", name(), "k"}).out, "v5");
+}
+
+TEST_F(CliTest, KeepTtlAndNoevict) {
+  ASSERT_EQ(Cli({"set", name(), "k", "v", "--ttl", "1h"}).code, 0);
+  ASSERT_EQ(Cli({"set", name(), "k", "w", "--keepttl", "--noevict"}).code, 0);
+  EXPECT_GT(std::stoll(Cli({"ttl", name(), "k"}).out), 3000000);
+  ASSERT_EQ(Cli({"set", name(), "k", "x"}).code, 0);
+  EXPECT_EQ(Cli({"ttl", name(), "k"}).out, "-1\n");
+}
+
+TEST_F(CliTest, Del) {
+  ASSERT_EQ(Cli({"set", name(), "k", "v"}).code, 0);
+  const uint64_t cas = Json(Cli({"get", name(), "k", "--json"}))["cas"];
+  EXPECT_EQ(Cli({"del", name(), "k", "--cas", std::to_string(cas + 1)}).code, 1);
+  EXPECT_EQ(Cli({"del", name(), "k", "--cas", std::to_string(cas)}).code, 0);
+  EXPECT_EQ(Cli({"del", name(), "k"}).code, 1);
+  EXPECT_EQ(Cli({"get", name(), "k"}).code, 1);
+}
+
+TEST_F(CliTest, Incr) {
+  Result r = Cli({"incr", name(), "c", "--initial", "10"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "10\n");
+  EXPECT_EQ(Cli({"incr", name(), "c"}).out, "11\n");
+  EXPECT_EQ(Cli({"incr", name(), "c", "--by", "5"}).out, "16\n");
+  EXPECT_EQ(Cli({"incr", name(), "c", "--by=-20"}).out, "-4\n");
+  json j = Json(Cli({"incr", name(), "c", "--json"}));
+  EXPECT_EQ(j["key"], "c");
+  EXPECT_EQ(j["value"], -3);
+  EXPECT_EQ(Cli({"get", name(), "c"}).out, "-3");
+  ASSERT_EQ(Cli({"incr", name(), "t", "--ttl", "5m"}).code, 0);
+  EXPECT_GT(std::stoll(Cli({"ttl", name(), "t"}).out), 290000);
+  ASSERT_EQ(Cli({"set", name(), "s", "abc"}).code, 0);
+  EXPECT_EQ(Cli({"incr", name(), "s"}).code, 4);
+}
+
+TEST_F(CliTest, TtlAndTouch) {
+  ASSERT_EQ(Cli({"set", name(), "k", "v"}).code, 0);
+  EXPECT_EQ(Cli({"ttl", name(), "k"}).out, "-1\n");
+  ASSERT_EQ(Cli({"touch", name(), "k", "--ttl", "500ms"}).code, 0);
+  json j = Json(Cli({"ttl", name(), "k", "--json"}));
+  EXPECT_EQ(j["key"], "k");
+  EXPECT_GT(j["ttl_ms"].get<int64_t>(), 0);
+  EXPECT_LE(j["ttl_ms"].get<int64_t>(), 500);
+  ASSERT_EQ(Cli({"touch", name(), "k", "--ttl", "0"}).code, 0);
+  EXPECT_EQ(Cli({"ttl", name(), "k"}).out, "-1\n");
+  ASSERT_EQ(Cli({"touch", name(), "k", "--ttl", "2"}).code, 0);  // bare number: seconds
+  EXPECT_GT(std::stoll(Cli({"ttl", name(), "k"}).out), 1000);
+  EXPECT_EQ(Cli({"ttl", name(), "nope"}).code, 1);
+  EXPECT_EQ(Cli({"touch", name(), "nope", "--ttl", "1s"}).code, 1);
+}
+
+TEST_F(CliTest, Keys) {
+  for (int i = 0; i < 20; ++i) {
+    ASSERT_EQ(Cli({"set", name(), "user:" + std::to_string(i), std::string(i, 'x')}).code, 0);
+  }
+  ASSERT_EQ(Cli({"set", name(), "other", "v", "--ttl", "1h"}).code, 0);
+  Result r = Cli({"keys", name()});
+  EXPECT_EQ(r.code, 0);
+  EXPECT_EQ(r.out.rfind("key\tttl\tsize\n", 0), 0u);
+  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 22);
+  EXPECT_NE(r.out.find("user:7\t-1\t7\n"), std::string::npos);
+  json j = Json(Cli({"keys", name(), "--prefix", "user:", "--json"}));
+  ASSERT_TRUE(j.is_array());
+  EXPECT_EQ(j.size(), 20u);
+  for (const json& e : j) {
+    const std::string k = e["key"];
+    EXPECT_EQ(k.rfind("user:", 0), 0u);
+    EXPECT_EQ(e["size"], std::stoul(k.substr(5)));
+    EXPECT_EQ(e["ttl_ms"], -1);
+  }
+  j = Json(Cli({"keys", name(), "--prefix", "other", "--json"}));
+  ASSERT_EQ(j.size(), 1u);
+  EXPECT_GT(j[0]["ttl_ms"].get<int64_t>(), 3000000);
+  j = Json(Cli({"keys", name(), "--limit", "5", "--json"}));
+  EXPECT_EQ(j.size(), 5u);
+}
+
+TEST_F(CliTest, Stats) {
+  ASSERT_EQ(Cli({"set", name(), "k", "v"}).code, 0);
+  ASSERT_EQ(Cli({"get", name(), "k"}).code, 0);
+  ASSERT_EQ(Cli({"get", name(), "nope"}).code, 1);
+  json j = Json(Cli({"stats", name(), "--json"}));
+  for (const char* f : {"memory_bytes", "memory_used", "items", "capacity_items", "gets", "hits",
+                        "misses", "sets", "deletes", "incrs", "cas_failures", "evictions",
+                        "expirations", "recovered_processes", "attached_processes"}) {
+    EXPECT_TRUE(j.contains(f)) << f;
+  }
+  EXPECT_EQ(j["items"], 1);
+  EXPECT_EQ(j["hits"], 1);
+  EXPECT_EQ(j["misses"], 1);
+  EXPECT_EQ(j["sets"], 1);
+  EXPECT_EQ(j, Json(Cli({"stats", name(), "--format", "json"})));
+  Result r = Cli({"stats", name()});
+  EXPECT_EQ(r.code, 0);
+  EXPECT_NE(r.out.find("items"), std::string::npos);
+  r = Cli({"stats", name(), "--format", "prometheus"});
+  EXPECT_EQ(r.code, 0);
+  EXPECT_NE(r.out.find("# TYPE shmkv_hits_total counter\n"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("shmkv_items{segment=\"" + name() + "\"} 1\n"), std::string::npos);
+  EXPECT_EQ(r.out.find("janitor"), std::string::npos);
+}
+
+TEST_F(CliTest, CheckAndRecover) {
+  ASSERT_EQ(Cli({"set", name(), "k", "v"}).code, 0);
+  Result r = Cli({"check", name()});
+  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("OK"), std::string::npos);
+  json j = Json(Cli({"check", name(), "--offline", "--json"}));
+  EXPECT_EQ(j["ok"], true);
+  EXPECT_EQ(j["offline"], true);
+  EXPECT_EQ(j["problems"], 0);
+  EXPECT_EQ(j["leaked_blocks"], 0);
+  EXPECT_EQ(j["slots_live"], 1);
+  r = Cli({"recover", name()});
+  EXPECT_EQ(r.code, 0);
+  EXPECT_EQ(r.out, "0\n");
+}
+
+TEST_F(CliTest, InfoShowsGeometryCreatorAndProcesses) {
+  Result r = Cli({"info", name()});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("layout version  1"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("mode            0600"), std::string::npos) << r.out;
+  // A process attached to the segment shows up, alive.
+  shmkv_t* kv = nullptr;
+  ASSERT_EQ(shmkv_open(name().c_str(), nullptr, &kv), 0);
+  json j = Json(Cli({"info", name(), "--json"}));
+  EXPECT_EQ(j["layout_version"], 1);
+  EXPECT_GT(j["memory_bytes"].get<uint64_t>(), 0u);
+  EXPECT_EQ(j["evict_policy"], "allkeys");
+  EXPECT_EQ(j["attached_processes"], 1);
+  ASSERT_EQ(j["processes"].size(), 1u);
+  EXPECT_EQ(j["processes"][0]["pid"], getpid());
+  EXPECT_EQ(j["processes"][0]["alive"], true);
+  EXPECT_EQ(j["boot_id"].get<std::string>().size(), 36u);
+  shmkv_close(kv);
+  EXPECT_EQ(Json(Cli({"info", name(), "--json"}))["attached_processes"], 0);
+}
+
+TEST_F(CliTest, CheckFindsACorruptedKey) {
+  for (int i = 0; i < 50; ++i) {
+    ASSERT_EQ(Cli({"set", name(), "key" + std::to_string(i), "value"}).code, 0);
+  }
+  // Overwrite the bytes of one stored key in the segment file: the entry no
+  // longer hashes to its slot.
+  const std::string path = "/dev/shm/" + name();
+  const int fd = open(path.c_str(), O_RDWR);
+  ASSERT_GE(fd, 0);
+  struct stat st;
+  ASSERT_EQ(fstat(fd, &st), 0);
+  std::string data(static_cast<size_t>(st.st_size), '\0');
+  ASSERT_EQ(pread(fd, data.data(), data.size(), 0), static_cast<ssize_t>(data.size()));
+  const size_t at = data.find("key17value");
+  ASSERT_NE(at, std::string::npos);
+  ASSERT_EQ(pwrite(fd, "zzzzz", 5, static_cast<off_t>(at)), 5);
+  close(fd);
+  Result r = Cli({"check", name()});
+  EXPECT_EQ(r.code, 1) << r.out;
+  EXPECT_NE(r.out.find("PROBLEMS FOUND"), std::string::npos) << r.out;
+  json j = Json(Cli({"check", name(), "--json"}));
+  EXPECT_EQ(j["ok"], false);
+  EXPECT_GE(j["problems"].get<uint64_t>(), 1u);
+  EXPECT_FALSE(j["first_problem"].get<std::string>().empty());
+}
+
+TEST_F(CliTest, Destroy) {
+  EXPECT_EQ(Cli({"destroy", name()}).code, 2);
+  EXPECT_EQ(Cli({"stats", name()}).code, 0);
+  EXPECT_EQ(Cli({"destroy", name(), "--yes"}).code, 0);
+  EXPECT_EQ(Cli({"stats", name()}).code, 3);
+  EXPECT_EQ(Cli({"destroy", name(), "--yes"}).code, 3);
+}
+
+}  // namespace
