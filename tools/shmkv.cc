@@ -17,6 +17,7 @@
 #include <cctype>
 #include <cerrno>
 #include <charconv>
+#include <chrono>
 #include <cinttypes>
 #include <cstdio>
 #include <cstring>
@@ -28,6 +29,7 @@
 #include <optional>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -580,51 +582,87 @@ constexpr std::pair<const char*, uint64_t shmkv_stats_t::*> kStatsFields[] = {
 };
 
 int CmdStats(const std::vector<std::string>& args) {
-  CommandLine cl("stats", "stats SEGMENT [--format text|json|prometheus] [--json]",
-                 "Prints the segment's counters (a lock-free read). JSON fields are those of "
-                 "shmkv_stats_t; Prometheus metric names are those of shmkvd --metrics-file.",
-                 "shmkv stats sessions --format prometheus");
+  CommandLine cl("stats", "stats SEGMENT [--format text|json|prometheus] [--json] [--watch D]",
+                 "Prints the segment's counters (a lock-free read; the CLI attaches read-only, "
+                 "so it is not counted). JSON fields are those of shmkv_stats_t; Prometheus "
+                 "metric names are those of shmkvd --metrics-file. --watch prints them again "
+                 "every D (text adds per-second rates; json prints one object per line).",
+                 "shmkv stats sessions --watch 1s");
   cl.Positional("segment");
   cl.Add()("format", po::value<std::string>()->default_value("text"), "text, json or prometheus")(
-      "json", po::bool_switch(), "same as --format json");
+      "json", po::bool_switch(), "same as --format json")(
+      "watch", po::value<std::string>(),
+      "repeat every DURATION (500ms, 2s, ...) until interrupted")(
+      "count", po::value<std::string>(), "with --watch: stop after N reports");
   if (!cl.Parse(args)) return kExitOk;
   std::string format = cl.Flag("json") ? "json" : cl.Str("format");
   if (format != "text" && format != "json" && format != "prometheus") {
     Usage("invalid --format '" + format + "': expected text, json or prometheus");
   }
+  std::optional<std::chrono::milliseconds> every;
+  if (cl.Has("watch")) {
+    every = shmkvd::ParseDuration(cl.Str("watch"));
+    if (!every || every->count() <= 0) Usage("invalid --watch '" + cl.Str("watch") + "'");
+  }
+  uint64_t count = 0;  // 0: forever
+  if (cl.Has("count")) {
+    const auto n = shmkvd::ParseSize(cl.Str("count"));
+    if (!n || *n == 0) Usage("invalid --count '" + cl.Str("count") + "'");
+    count = *n;
+  }
   const std::string name = cl.Str("segment");
-  Segment seg(name);
-  shmkv_stats_t s{};
-  s.struct_size = sizeof s;
-  const int rc = shmkv_stats(seg.get(), &s);
-  if (rc != 0) Fail("stats", rc);
-  if (format == "json") {
-    json j = json::object();
-    for (const auto& [field, member] : kStatsFields) j[field] = s.*member;
-    PrintJson(j);
-  } else if (format == "prometheus") {
-    shmkvd::MetricsSnapshot m;
-    m.segment = name;
-    m.stats = s;
-    // The janitor's own families and the per-class memory (which needs the
-    // internal layout) are the daemon's; the CLI leaves them out.
-    std::istringstream in(shmkvd::FormatPrometheus(m));
-    std::string line;
-    while (std::getline(in, line)) {
-      if (line.find("shmkv_janitor_") != std::string::npos ||
-          line.find("shmkv_memory_class_used_bytes") != std::string::npos) {
-        continue;
+  Segment seg(name, SHMKV_OPEN_READONLY);
+  shmkv_stats_t prev{};
+  auto prev_time = std::chrono::steady_clock::now();
+  for (uint64_t report = 1;; ++report) {
+    shmkv_stats_t s{};
+    s.struct_size = sizeof s;
+    const int rc = shmkv_stats(seg.get(), &s);
+    if (rc != 0) Fail("stats", rc);
+    const auto now = std::chrono::steady_clock::now();
+    if (format == "json") {
+      json j = json::object();
+      for (const auto& [field, member] : kStatsFields) j[field] = s.*member;
+      if (every) {
+        std::cout << j.dump() << std::endl;  // one object per line
+      } else {
+        PrintJson(j);
       }
-      std::cout << line << '\n';
+    } else if (format == "prometheus") {
+      shmkvd::MetricsSnapshot m;
+      m.segment = name;
+      m.stats = s;
+      // The janitor's own families and the per-class memory (which needs the
+      // internal layout) are the daemon's; the CLI leaves them out.
+      std::istringstream in(shmkvd::FormatPrometheus(m));
+      std::string line;
+      while (std::getline(in, line)) {
+        if (line.find("shmkv_janitor_") != std::string::npos ||
+            line.find("shmkv_memory_class_used_bytes") != std::string::npos) {
+          continue;
+        }
+        std::cout << line << '\n';
+      }
+    } else {
+      char buf[96];
+      if (every && report > 1) {
+        const double secs = std::chrono::duration<double>(now - prev_time).count();
+        auto rate = [&](uint64_t a, uint64_t b) { return secs > 0 ? (a - b) / secs : 0.0; };
+        std::snprintf(buf, sizeof buf, "--- %.1f s: %.0f gets/s, %.0f sets/s, %.0f incrs/s\n", secs,
+                      rate(s.gets, prev.gets), rate(s.sets, prev.sets), rate(s.incrs, prev.incrs));
+        std::cout << buf;
+      }
+      for (const auto& [field, member] : kStatsFields) {
+        std::snprintf(buf, sizeof buf, "%-20s %" PRIu64 "\n", field, s.*member);
+        std::cout << buf;
+      }
+      std::snprintf(buf, sizeof buf, "%-20s %.4f\n", "hit_ratio", shmkvd::HitRatio(s));
+      std::cout << buf << std::flush;
     }
-  } else {
-    char buf[64];
-    for (const auto& [field, member] : kStatsFields) {
-      std::snprintf(buf, sizeof buf, "%-20s %" PRIu64 "\n", field, s.*member);
-      std::cout << buf;
-    }
-    std::snprintf(buf, sizeof buf, "%-20s %.4f\n", "hit_ratio", shmkvd::HitRatio(s));
-    std::cout << buf;
+    if (!every || (count != 0 && report >= count)) break;
+    prev = s;
+    prev_time = now;
+    std::this_thread::sleep_for(*every);
   }
   return kExitOk;
 }

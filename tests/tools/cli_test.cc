@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cstring>
 #include <nlohmann/json.hpp>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -395,6 +396,26 @@ TEST_F(CliTest, InfoShowsGeometryCreatorAndProcesses) {
   EXPECT_EQ(j["boot_id"].get<std::string>().size(), 36u);
   shmkv_close(kv);
   EXPECT_EQ(Json(Cli({"info", name(), "--json"}))["attached_processes"], 0);
+}
+
+TEST_F(CliTest, StatsWatchRepeatsWithRates) {
+  ASSERT_EQ(Cli({"incr", name(), "c"}).code, 0);
+  Result r = Cli({"stats", name(), "--json", "--watch", "50ms", "--count", "3"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  std::istringstream lines(r.out);
+  std::string line;
+  int n = 0;
+  while (std::getline(lines, line)) {
+    const json j = json::parse(line);  // one object per line
+    EXPECT_EQ(j["incrs"], 1);
+    EXPECT_EQ(j["attached_processes"], 0);  // the CLI attaches read-only
+    ++n;
+  }
+  EXPECT_EQ(n, 3);
+  r = Cli({"stats", name(), "--watch", "50ms", "--count", "2"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("gets/s"), std::string::npos) << r.out;
+  EXPECT_EQ(Cli({"stats", name(), "--watch", "soon"}).code, 2);
 }
 
 TEST_F(CliTest, CheckFindsACorruptedKey) {
