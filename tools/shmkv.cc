@@ -714,6 +714,131 @@ int CmdCheck(const std::vector<std::string>& args) {
   return ok ? kExitOk : kExitNo;
 }
 
+// ---------------------------------------------------------------- dump / load
+//
+// The dump format, version 1: a text file of lines. The first line is
+// "shmkv-dump 1"; lines starting with '#' are comments; every other line is
+//   KEY_HEX VALUE_HEX TTL_MS FLAGS
+// separated by single spaces: key and value in lowercase hex ("-" for an
+// empty value), the remaining TTL in ms at dump time (-1 = none) and the
+// 32 user flags in decimal. Binary-safe; `load` restores the remaining
+// TTLs relative to the moment it runs.
+
+constexpr const char* kDumpMagic = "shmkv-dump 1";
+
+// Every live entry whose key starts with prefix, read entry by entry while
+// writers go on (each entry is one atomic get; the whole is not a snapshot).
+template <typename F>
+void ForEachEntry(shmkv_t* kv, const std::string& prefix, const char* what, F&& f) {
+  std::vector<KeyRow> rows;
+  ScanState st{&rows, 0};
+  uint64_t cursor = 0;
+  do {
+    const int rc = shmkv_scan(kv, &cursor, prefix.empty() ? nullptr : prefix.data(), prefix.size(),
+                              4096, CollectKey, &st);
+    if (rc != 0) Fail(what, rc);
+  } while (cursor != 0);
+  for (const KeyRow& r : rows) {
+    void* val = nullptr;
+    size_t len = 0;
+    shmkv_item_info_t info{};
+    info.struct_size = sizeof info;
+    const int rc = shmkv_get_alloc(kv, r.key.data(), r.key.size(), &val, &len, &info);
+    if (rc == SHMKV_ENOTFOUND) continue;  // deleted or expired since the scan
+    if (rc != 0) Fail(what, rc);
+    f(r.key, std::string_view(static_cast<const char*>(val), len), info);
+    shmkv_free(val);
+  }
+}
+
+int CmdDump(const std::vector<std::string>& args) {
+  CommandLine cl("dump", "dump SEGMENT [--prefix P] [--hex] [--output FILE]",
+                 "Writes every entry (key, value, remaining TTL, flags) in the versioned line "
+                 "format `load` reads: first line \"shmkv-dump 1\", then one line per entry: "
+                 "KEY_HEX VALUE_HEX TTL_MS FLAGS (\"-\" for an empty value, TTL -1 = none).",
+                 "shmkv dump sessions --output sessions.dump");
+  cl.Positional("segment");
+  cl.Add()("prefix", po::value<std::string>(), "only keys starting with P")(
+      "hex", po::bool_switch(), "P is hex")("output,o", po::value<std::string>(),
+                                            "write to FILE instead of stdout");
+  if (!cl.Parse(args)) return kExitOk;
+  const std::string prefix = cl.Has("prefix") ? Bytes(cl, "prefix", cl.Flag("hex")) : "";
+  Segment seg(cl.Str("segment"), SHMKV_OPEN_READONLY);
+  std::ofstream file;
+  if (cl.Has("output")) {
+    file.open(cl.Str("output"), std::ios::binary | std::ios::trunc);
+    if (!file) Fail("cannot write " + cl.Str("output"), errno);
+  }
+  std::ostream& out = cl.Has("output") ? static_cast<std::ostream&>(file) : std::cout;
+  out << kDumpMagic << "\n";
+  uint64_t n = 0;
+  ForEachEntry(seg.get(), prefix, "dump",
+               [&](const std::string& key, std::string_view val, const shmkv_item_info_t& info) {
+                 out << HexEncode(key) << ' ' << (val.empty() ? "-" : HexEncode(val)) << ' '
+                     << info.ttl_ms << ' ' << info.user_flags << '\n';
+                 ++n;
+               });
+  out.flush();
+  if (!out) Fail("dump: write failed", EIO);
+  if (cl.Has("output")) std::cerr << "dumped " << n << " entries\n";
+  return kExitOk;
+}
+
+int CmdLoad(const std::vector<std::string>& args) {
+  CommandLine cl("load", "load SEGMENT [FILE] [--nx]",
+                 "Stores the entries of a dump (FILE, or stdin if absent or \"-\") with their "
+                 "remaining TTLs and flags. --nx keeps keys that already exist.",
+                 "shmkv load sessions sessions.dump");
+  cl.Positional("segment");
+  cl.Positional("file", false);
+  cl.Add()("nx", po::bool_switch(), "do not overwrite keys that exist");
+  if (!cl.Parse(args)) return kExitOk;
+  std::ifstream file;
+  const bool from_file = cl.Has("file") && cl.Str("file") != "-";
+  if (from_file) {
+    file.open(cl.Str("file"), std::ios::binary);
+    if (!file) Fail("cannot read " + cl.Str("file"), errno);
+  }
+  std::istream& in = from_file ? static_cast<std::istream&>(file) : std::cin;
+  std::string line;
+  if (!std::getline(in, line) || line != kDumpMagic)
+    Usage("not a shmkv dump (the first line must be \"" + std::string(kDumpMagic) + "\")");
+  Segment seg(cl.Str("segment"));
+  uint64_t loaded = 0, kept = 0, lineno = 1;
+  while (std::getline(in, line)) {
+    ++lineno;
+    if (line.empty() || line[0] == '#') continue;
+    std::istringstream fields(line);
+    std::string key_hex, val_hex;
+    int64_t ttl = 0;
+    uint32_t flags = 0;
+    std::optional<std::string> key, val;
+    if (fields >> key_hex >> val_hex >> ttl >> flags) {
+      key = HexDecode(key_hex);
+      val = val_hex == "-" ? std::optional<std::string>("") : HexDecode(val_hex);
+    }
+    if (!key || !val || key->empty() || ttl < -1)
+      Usage("line " + std::to_string(lineno) + " is not KEY_HEX VALUE_HEX TTL_MS FLAGS");
+    if (ttl == 0) continue;  // expired at dump time
+    shmkv_write_opts_t o;
+    shmkv_write_opts_init(&o);
+    o.mode = cl.Flag("nx") ? SHMKV_ADD : SHMKV_SET;
+    o.ttl_ms = ttl < 0 ? 0 : static_cast<uint64_t>(ttl);
+    o.user_flags = flags;
+    const int rc =
+        shmkv_store(seg.get(), key->data(), key->size(), val->data(), val->size(), &o, nullptr);
+    if (rc == SHMKV_EEXIST) {
+      ++kept;
+      continue;
+    }
+    if (rc != 0) Fail("load: line " + std::to_string(lineno), rc);
+    ++loaded;
+  }
+  std::cerr << "loaded " << loaded << " entries"
+            << (kept ? ", kept " + std::to_string(kept) + " existing" : "") << "\n";
+  return kExitOk;
+}
+
 // ---------------------------------------------------------------- info
 
 std::string PolicyName(uint32_t p) {
@@ -834,6 +959,8 @@ const Command kCommands[] = {
     {"ttl", "print a key's remaining TTL", CmdTtl},
     {"touch", "set a key's TTL", CmdTouch},
     {"keys", "list keys with TTL and size", CmdKeys},
+    {"dump", "write every entry in the dump format", CmdDump},
+    {"load", "store the entries of a dump", CmdLoad},
     {"stats", "print the segment's counters", CmdStats},
     {"check", "check the segment's consistency", CmdCheck},
     {"recover", "free what dead processes held", CmdRecover},

@@ -418,6 +418,38 @@ TEST_F(CliTest, StatsWatchRepeatsWithRates) {
   EXPECT_EQ(Cli({"stats", name(), "--watch", "soon"}).code, 2);
 }
 
+TEST_F(CliTest, DumpLoadRoundTripsBinaryValuesTtlsAndFlags) {
+  // Keys and values with NUL and high bytes, an empty value, a TTL, flags.
+  ASSERT_EQ(Cli({"set", name(), "6b00ff", "00ff0001", "--hex", "--ttl", "1h", "--flags", "7"}).code,
+            0);
+  ASSERT_EQ(Cli({"set", name(), "plain", ""}).code, 0);
+  ASSERT_EQ(Cli({"set", name(), "text", "hello world"}).code, 0);
+  Result dump = Cli({"dump", name()});
+  ASSERT_EQ(dump.code, 0) << dump.err;
+  EXPECT_EQ(dump.out.rfind("shmkv-dump 1\n", 0), 0u) << dump.out;
+  ScopedSegmentName other("cli-load");
+  ASSERT_EQ(Cli({"create", other.name(), "--memory", "4M"}).code, 0);
+  Result load = Cli({"load", other.name()}, dump.out);
+  ASSERT_EQ(load.code, 0) << load.err;
+  EXPECT_NE(load.err.find("loaded 3 entries"), std::string::npos) << load.err;
+  json j = Json(Cli({"get", other.name(), "6b00ff", "--hex", "--json"}));
+  EXPECT_EQ(j["value_hex"], "00ff0001");
+  EXPECT_EQ(j["flags"], 7);
+  EXPECT_GT(j["ttl_ms"].get<int64_t>(), 3500000);
+  EXPECT_LE(j["ttl_ms"].get<int64_t>(), 3600000);
+  EXPECT_EQ(Cli({"get", other.name(), "plain"}).out, "");
+  EXPECT_EQ(Cli({"get", other.name(), "text"}).out, "hello world");
+  EXPECT_EQ(Json(Cli({"ttl", other.name(), "text", "--json"}))["ttl_ms"], -1);
+  // --nx keeps what exists.
+  ASSERT_EQ(Cli({"set", other.name(), "text", "changed"}).code, 0);
+  load = Cli({"load", other.name(), "-", "--nx"}, dump.out);
+  ASSERT_EQ(load.code, 0) << load.err;
+  EXPECT_EQ(Cli({"get", other.name(), "text"}).out, "changed");
+  // Not a dump: usage error, nothing stored.
+  EXPECT_EQ(Cli({"load", other.name()}, "hello\n").code, 2);
+  EXPECT_EQ(Cli({"load", other.name()}, "shmkv-dump 1\nzz 00 -1 0\n").code, 2);
+}
+
 TEST_F(CliTest, CheckFindsACorruptedKey) {
   for (int i = 0; i < 50; ++i) {
     ASSERT_EQ(Cli({"set", name(), "key" + std::to_string(i), "value"}).code, 0);
