@@ -839,6 +839,46 @@ int CmdLoad(const std::vector<std::string>& args) {
   return kExitOk;
 }
 
+int CmdCopy(const std::vector<std::string>& args) {
+  if (args.empty() || args[0] == "--help" || args[0] == "-h") {
+    std::cout << "usage: shmkv copy SOURCE DEST [create options]\n\n"
+                 "Creates DEST (exit 1 if it exists) with the options of `shmkv create` and "
+                 "copies every entry of SOURCE into it with its remaining TTL and flags, while "
+                 "SOURCE stays in use (each entry is copied atomically; the whole is not a "
+                 "snapshot). The supported way to resize: copy into a larger segment, point "
+                 "the clients at it, destroy the old one.\n\n"
+                 "Create options: see `shmkv create --help`.\n\n"
+                 "Example:\n  shmkv copy sessions sessions-big --memory 1G --mode 0660\n";
+    return kExitOk;
+  }
+  const std::string source = args[0];
+  Segment src(source, SHMKV_OPEN_READONLY);
+  const std::vector<std::string> create_args(args.begin() + 1, args.end());
+  if (int rc = CmdCreate(create_args); rc != kExitOk) return rc;
+  Segment dst(create_args.at(0));
+  uint64_t copied = 0, skipped = 0;
+  ForEachEntry(src.get(), "", "copy",
+               [&](const std::string& key, std::string_view val, const shmkv_item_info_t& info) {
+                 if (info.ttl_ms == 0) return;  // expiring now
+                 shmkv_write_opts_t o;
+                 shmkv_write_opts_init(&o);
+                 o.ttl_ms = info.ttl_ms < 0 ? 0 : static_cast<uint64_t>(info.ttl_ms);
+                 o.user_flags = info.user_flags;
+                 const int rc = shmkv_store(dst.get(), key.data(), key.size(), val.data(),
+                                            val.size(), &o, nullptr);
+                 if (rc == SHMKV_EKEYTOOBIG || rc == SHMKV_EVALTOOBIG) {
+                   ++skipped;  // DEST has smaller limits
+                   return;
+                 }
+                 if (rc != 0) Fail("copy", rc);
+                 ++copied;
+               });
+  std::cout << "copied " << copied << " entries"
+            << (skipped ? " (" + std::to_string(skipped) + " above DEST's limits skipped)" : "")
+            << "\n";
+  return kExitOk;
+}
+
 // ---------------------------------------------------------------- info
 
 std::string PolicyName(uint32_t p) {
@@ -961,6 +1001,7 @@ const Command kCommands[] = {
     {"keys", "list keys with TTL and size", CmdKeys},
     {"dump", "write every entry in the dump format", CmdDump},
     {"load", "store the entries of a dump", CmdLoad},
+    {"copy", "copy every entry into a new (e.g. larger) segment", CmdCopy},
     {"stats", "print the segment's counters", CmdStats},
     {"check", "check the segment's consistency", CmdCheck},
     {"recover", "free what dead processes held", CmdRecover},

@@ -450,6 +450,24 @@ TEST_F(CliTest, DumpLoadRoundTripsBinaryValuesTtlsAndFlags) {
   EXPECT_EQ(Cli({"load", other.name()}, "shmkv-dump 1\nzz 00 -1 0\n").code, 2);
 }
 
+TEST_F(CliTest, CopyIntoALargerSegment) {
+  for (int i = 0; i < 200; ++i)
+    ASSERT_EQ(Cli({"set", name(), "k" + std::to_string(i), "v" + std::to_string(i)}).code, 0);
+  ASSERT_EQ(Cli({"set", name(), "ttl", "x", "--ttl", "1h", "--flags", "3"}).code, 0);
+  ScopedSegmentName big("cli-copy");
+  Result r = Cli({"copy", name(), big.name(), "--memory", "16M"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("copied 201 entries"), std::string::npos) << r.out;
+  EXPECT_EQ(Json(Cli({"info", big.name(), "--json"}))["memory_bytes"], 16u << 20);
+  EXPECT_EQ(Cli({"get", big.name(), "k123"}).out, "v123");
+  json j = Json(Cli({"get", big.name(), "ttl", "--json"}));
+  EXPECT_EQ(j["flags"], 3);
+  EXPECT_GT(j["ttl_ms"].get<int64_t>(), 3500000);
+  EXPECT_EQ(Json(Cli({"check", big.name(), "--offline", "--json"}))["ok"], true);
+  // DEST must be new.
+  EXPECT_EQ(Cli({"copy", name(), big.name()}).code, 1);
+}
+
 TEST_F(CliTest, CheckFindsACorruptedKey) {
   for (int i = 0; i < 50; ++i) {
     ASSERT_EQ(Cli({"set", name(), "key" + std::to_string(i), "value"}).code, 0);
