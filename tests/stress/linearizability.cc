@@ -2,7 +2,6 @@
 #include "stress/linearizability.h"
 
 #include <algorithm>
-#include <charconv>
 #include <cstddef>
 #include <functional>
 #include <limits>
@@ -11,20 +10,10 @@
 #include <unordered_set>
 #include <utility>
 
+#include "stress/stress_util.h"
+
 namespace shmkv::stress {
 namespace {
-
-// The incr contract: a decimal int64 matching -?[0-9]{1,19} exactly.
-bool ParseDecimal(const std::string& s, int64_t* out) {
-  size_t digits_begin = (!s.empty() && s[0] == '-') ? 1 : 0;
-  size_t digits = s.size() - digits_begin;
-  if (digits < 1 || digits > 19) return false;
-  for (size_t i = digits_begin; i < s.size(); ++i) {
-    if (s[i] < '0' || s[i] > '9') return false;
-  }
-  auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), *out);
-  return ec == std::errc() && ptr == s.data() + s.size();
-}
 
 const char* KindName(OpKind kind) {
   switch (kind) {
