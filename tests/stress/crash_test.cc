@@ -34,13 +34,7 @@ using shmkv::test::UniqueSegmentName;
 void ExpectNoLeak(shmkv_t* kv, const std::string& when) {
   internal::Census c;
   ASSERT_EQ(internal::TakeCensus(kv, &c), 0) << when;
-  EXPECT_EQ(c.blocks_alloc, 0u) << when;
-  EXPECT_EQ(c.blocks_killed, 0u) << when;
-  EXPECT_EQ(c.linked_unreferenced, 0u) << when;
-  EXPECT_EQ(c.referenced_twice, 0u) << when;
-  EXPECT_EQ(c.slots_pending, 0u) << when;
-  EXPECT_EQ(c.duplicate_keys, 0u) << when;
-  EXPECT_EQ(c.bad_slots, 0u) << when;
+  test::ExpectCleanCensus(c, when);
   // The full checker, accounting for every block and page and the item
   // counter (nobody else is attached at this point).
   shmkv_check_report_t r{};

@@ -510,13 +510,7 @@ bool WaitStopped(pid_t pid, double seconds) {
 void ExpectNoLeak(shmkv_t* kv, shmkv_check_report_t* r) {
   internal::Census c;
   ASSERT_EQ(internal::TakeCensus(kv, &c), 0);
-  EXPECT_EQ(c.blocks_alloc, 0u);
-  EXPECT_EQ(c.blocks_killed, 0u);
-  EXPECT_EQ(c.linked_unreferenced, 0u);
-  EXPECT_EQ(c.referenced_twice, 0u);
-  EXPECT_EQ(c.slots_pending, 0u);
-  EXPECT_EQ(c.duplicate_keys, 0u);
-  EXPECT_EQ(c.bad_slots, 0u);
+  test::ExpectCleanCensus(c);
   *r = shmkv_check_report_t{};
   r->struct_size = sizeof(*r);
   ASSERT_EQ(shmkv_check(kv, SHMKV_CHECK_OFFLINE, r), 0) << shmkv_last_error();

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "shmkv/shmkv.h"
+#include "testing.h"
 
 namespace shmkv::test {
 
@@ -29,6 +30,14 @@ class ScopedSegmentName {
 
 // Options for a small test segment created with SHMKV_OPEN_CREATE.
 shmkv_options_t SmallOptions(uint64_t memory_bytes = 8u << 20, uint64_t max_items = 0);
+
+// Expects a quiescent segment to be whole: no block owned but unpublished,
+// no killed claim, no linked block that nothing references, no block
+// referenced twice, no pending slot, no duplicate key, no bad slot. `when`
+// names the moment in failure messages.
+void ExpectCleanCensus(const internal::Census& c, const std::string& when = "");
+// Takes the census of kv, then the same expectations.
+void ExpectCleanCensus(shmkv_t* kv, const std::string& when = "");
 
 }  // namespace shmkv::test
 
