@@ -293,7 +293,7 @@ int CmdGet(const std::vector<std::string>& args) {
   cl.Positional("segment");
   cl.Positional("key");
   cl.Add()("hex", po::bool_switch(), "KEY is hex; print the value as hex")(
-      "json", po::bool_switch(), "print {key, value|value_hex, cas, ttl_ms, flags}");
+      "json", po::bool_switch(), "print {key, value|value_hex, cas, ttl_ms, flags, noevict}");
   if (!cl.Parse(args)) return kExitOk;
   const bool hex = cl.Flag("hex");
   const std::string key = Bytes(cl, "key", hex);
@@ -313,6 +313,7 @@ int CmdGet(const std::vector<std::string>& args) {
     j["cas"] = info.cas;
     j["ttl_ms"] = info.ttl_ms;
     j["flags"] = info.user_flags;
+    j["noevict"] = (info.write_flags & SHMKV_WRITE_NOEVICT) != 0;
     PrintJson(j);
   } else if (hex) {
     std::cout << HexEncode(value) << "\n";
@@ -503,6 +504,7 @@ struct KeyRow {
   uint64_t size;
   uint32_t flags;
   uint64_t cas;
+  bool noevict;
 };
 
 struct ScanState {
@@ -513,7 +515,8 @@ struct ScanState {
 int CollectKey(const void* key, size_t key_len, const shmkv_item_info_t* info, void* ctx) {
   auto* st = static_cast<ScanState*>(ctx);
   st->rows->push_back(KeyRow{std::string(static_cast<const char*>(key), key_len), info->ttl_ms,
-                             info->value_len, info->user_flags, info->cas});
+                             info->value_len, info->user_flags, info->cas,
+                             (info->write_flags & SHMKV_WRITE_NOEVICT) != 0});
   return st->limit != 0 && st->rows->size() >= st->limit ? 1 : 0;
 }
 
@@ -526,7 +529,8 @@ int CmdKeys(const std::vector<std::string>& args) {
   cl.Positional("segment");
   cl.Add()("prefix", po::value<std::string>(), "only keys starting with P")(
       "limit", po::value<std::string>(), "at most N keys")("hex", po::bool_switch(), "P is hex")(
-      "json", po::bool_switch(), "print an array of {key|key_hex, ttl_ms, size, flags, cas}");
+      "json", po::bool_switch(),
+      "print an array of {key|key_hex, ttl_ms, size, flags, cas, noevict}");
   if (!cl.Parse(args)) return kExitOk;
   const std::string prefix = cl.Has("prefix") ? Bytes(cl, "prefix", cl.Flag("hex")) : "";
   const uint64_t limit = cl.Has("limit") ? ParseInt<uint64_t>(cl, "limit") : 0;
@@ -548,6 +552,7 @@ int CmdKeys(const std::vector<std::string>& args) {
       e["size"] = r.size;
       e["flags"] = r.flags;
       e["cas"] = r.cas;
+      e["noevict"] = r.noevict;
       j.push_back(std::move(e));
     }
     PrintJson(j);
@@ -716,15 +721,17 @@ int CmdCheck(const std::vector<std::string>& args) {
 
 // ---------------------------------------------------------------- dump / load
 //
-// The dump format, version 1: a text file of lines. The first line is
-// "shmkv-dump 1"; lines starting with '#' are comments; every other line is
-//   KEY_HEX VALUE_HEX TTL_MS FLAGS
+// The dump format, version 2: a text file of lines. The first line is
+// "shmkv-dump 2"; lines starting with '#' are comments; every other line is
+//   KEY_HEX VALUE_HEX TTL_MS FLAGS OPTIONS
 // separated by single spaces: key and value in lowercase hex ("-" for an
-// empty value), the remaining TTL in ms at dump time (-1 = none) and the
-// 32 user flags in decimal. Binary-safe; `load` restores the remaining
-// TTLs relative to the moment it runs.
+// empty value), the remaining TTL in ms at dump time (-1 = none), the 32
+// user flags in decimal, and the entry's options: "noevict" or "-".
+// Binary-safe; `load` restores the remaining TTLs relative to the moment it
+// runs. Version 1 files (the same lines without OPTIONS) still load.
 
-constexpr const char* kDumpMagic = "shmkv-dump 1";
+constexpr const char* kDumpMagic = "shmkv-dump 2";
+constexpr const char* kDumpMagicV1 = "shmkv-dump 1";
 
 // Every live entry whose key starts with prefix, read entry by entry while
 // writers go on (each entry is one atomic get; the whole is not a snapshot).
@@ -754,8 +761,9 @@ void ForEachEntry(shmkv_t* kv, const std::string& prefix, const char* what, F&& 
 int CmdDump(const std::vector<std::string>& args) {
   CommandLine cl("dump", "dump SEGMENT [--prefix P] [--hex] [--output FILE]",
                  "Writes every entry (key, value, remaining TTL, flags) in the versioned line "
-                 "format `load` reads: first line \"shmkv-dump 1\", then one line per entry: "
-                 "KEY_HEX VALUE_HEX TTL_MS FLAGS (\"-\" for an empty value, TTL -1 = none).",
+                 "format `load` reads: first line \"shmkv-dump 2\", then one line per entry: "
+                 "KEY_HEX VALUE_HEX TTL_MS FLAGS OPTIONS (\"-\" for an empty value, TTL -1 "
+                 "= none, OPTIONS \"noevict\" or \"-\").",
                  "shmkv dump sessions --output sessions.dump");
   cl.Positional("segment");
   cl.Add()("prefix", po::value<std::string>(), "only keys starting with P")(
@@ -775,7 +783,8 @@ int CmdDump(const std::vector<std::string>& args) {
   ForEachEntry(seg.get(), prefix, "dump",
                [&](const std::string& key, std::string_view val, const shmkv_item_info_t& info) {
                  out << HexEncode(key) << ' ' << (val.empty() ? "-" : HexEncode(val)) << ' '
-                     << info.ttl_ms << ' ' << info.user_flags << '\n';
+                     << info.ttl_ms << ' ' << info.user_flags << ' '
+                     << ((info.write_flags & SHMKV_WRITE_NOEVICT) ? "noevict" : "-") << '\n';
                  ++n;
                });
   out.flush();
@@ -801,30 +810,34 @@ int CmdLoad(const std::vector<std::string>& args) {
   }
   std::istream& in = from_file ? static_cast<std::istream&>(file) : std::cin;
   std::string line;
-  if (!std::getline(in, line) || line != kDumpMagic)
+  if (!std::getline(in, line) || (line != kDumpMagic && line != kDumpMagicV1))
     Usage("not a shmkv dump (the first line must be \"" + std::string(kDumpMagic) + "\")");
+  const bool v1 = line == kDumpMagicV1;
   Segment seg(cl.Str("segment"));
   uint64_t loaded = 0, kept = 0, lineno = 1;
   while (std::getline(in, line)) {
     ++lineno;
     if (line.empty() || line[0] == '#') continue;
     std::istringstream fields(line);
-    std::string key_hex, val_hex;
+    std::string key_hex, val_hex, options = "-", rest;
     int64_t ttl = 0;
     uint32_t flags = 0;
     std::optional<std::string> key, val;
-    if (fields >> key_hex >> val_hex >> ttl >> flags) {
+    if (fields >> key_hex >> val_hex >> ttl >> flags && (v1 || fields >> options) &&
+        !(fields >> rest)) {
       key = HexDecode(key_hex);
       val = val_hex == "-" ? std::optional<std::string>("") : HexDecode(val_hex);
     }
-    if (!key || !val || key->empty() || ttl < -1)
-      Usage("line " + std::to_string(lineno) + " is not KEY_HEX VALUE_HEX TTL_MS FLAGS");
+    if (!key || !val || key->empty() || ttl < -1 || (options != "-" && options != "noevict"))
+      Usage("line " + std::to_string(lineno) + " is not KEY_HEX VALUE_HEX TTL_MS FLAGS" +
+            (v1 ? "" : " OPTIONS"));
     if (ttl == 0) continue;  // expired at dump time
     shmkv_write_opts_t o;
     shmkv_write_opts_init(&o);
     o.mode = cl.Flag("nx") ? SHMKV_ADD : SHMKV_SET;
     o.ttl_ms = ttl < 0 ? 0 : static_cast<uint64_t>(ttl);
     o.user_flags = flags;
+    if (options == "noevict") o.flags |= SHMKV_WRITE_NOEVICT;
     const int rc =
         shmkv_store(seg.get(), key->data(), key->size(), val->data(), val->size(), &o, nullptr);
     if (rc == SHMKV_EEXIST) {
@@ -864,6 +877,7 @@ int CmdCopy(const std::vector<std::string>& args) {
                  shmkv_write_opts_init(&o);
                  o.ttl_ms = info.ttl_ms < 0 ? 0 : static_cast<uint64_t>(info.ttl_ms);
                  o.user_flags = info.user_flags;
+                 o.flags = info.write_flags & SHMKV_WRITE_NOEVICT;
                  const int rc = shmkv_store(dst.get(), key.data(), key.size(), val.data(),
                                             val.size(), &o, nullptr);
                  if (rc == SHMKV_EKEYTOOBIG || rc == SHMKV_EVALTOOBIG) {

@@ -19,7 +19,8 @@ class Category final : public std::error_category {
 std::error_code Ec(int rc) { return MakeErrorCode(rc); }
 
 ItemInfo ToInfo(const shmkv_item_info_t& i) {
-  return {i.cas, std::chrono::milliseconds(i.ttl_ms), i.user_flags, i.value_len};
+  return {i.cas, std::chrono::milliseconds(i.ttl_ms), i.user_flags, i.value_len,
+          (i.write_flags & SHMKV_WRITE_NOEVICT) != 0};
 }
 
 template <typename F>
@@ -90,6 +91,7 @@ std::error_code Cache::Get(std::string_view key, std::string* out, ItemInfo* inf
     SHMKV_CPP_ENTER(false);
     if (int rc = internal::CheckKey(handle_, key.data(), key.size())) return Ec(rc);
     shmkv_item_info_t i{};
+    i.struct_size = sizeof(i);
     const int rc = internal::OpGetString(c, key, out, &i);
     if (rc == 0 && info) *info = ToInfo(i);
     return Ec(rc);

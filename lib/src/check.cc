@@ -25,16 +25,47 @@ struct Checker {
   uint64_t problems = 0;
   uint64_t leaked = 0;
   std::string first;
-  std::unordered_map<uint64_t, uint32_t> refs;  // block offset/64 -> slots
-  std::unordered_map<std::string, uint32_t> keys;
+  // Where a block, or a LIVE key, was seen first: the slot and its word.
+  struct Seen {
+    uint64_t slot;
+    SlotWord w;
+  };
+  std::unordered_map<uint64_t, Seen> refs;  // block offset/64
+  std::unordered_map<std::string, Seen> keys;
 
   void Problem(const std::string& what) {
     if (problems++ == 0) first = what;
   }
 
+  internal::Slot* SlotAt(uint64_t i) const { return &v.buckets[i / 4].slot[i % 4]; }
+
+  // True if slot i still holds the link it held when w was read (the
+  // version changes with every change of a slot, so an unchanged version
+  // means it held that link all along).
+  bool Holds(uint64_t i, const SlotWord& w) const {
+    const SlotWord now = LoadSlot(SlotAt(i));
+    return meta::Version(now.meta) == meta::Version(w.meta) &&
+           ref::WithoutR(now.ref) == ref::WithoutR(w.ref);
+  }
+
+  // Slot i (word w) references something (a block, a key) that an earlier
+  // slot referenced when it was read. On a live segment the earlier slot
+  // may have changed since: then the record moves to slot i and nothing is
+  // wrong. It is a violation only if the earlier slot still holds its link
+  // after slot i is known to hold its own: both at once.
+  template <typename K>
+  bool SeenTwice(std::unordered_map<K, Seen>& seen, const K& what, uint64_t i, const SlotWord& w) {
+    auto [it, inserted] = seen.try_emplace(what, Seen{i, w});
+    if (inserted) return false;
+    ReadFence();
+    if (it->second.slot != i && Holds(it->second.slot, it->second.w) && Holds(i, w)) return true;
+    it->second = Seen{i, w};
+    return false;
+  }
+
   // Checks one slot; false if it changed while being checked.
   bool Slot(uint64_t i) {
-    internal::Slot* s = &v.buckets[i / 4].slot[i % 4];
+    internal::Slot* s = SlotAt(i);
     const SlotWord w = LoadSlot(s);
     const uint64_t st = ref::State(w.ref);
     if (st == kEmpty) return true;
@@ -92,7 +123,7 @@ struct Checker {
       Problem(where + ": PENDING slot on a FREE block");
       ++census.bad_slots;
     }
-    if (++refs[ref::Off64(w.ref)] == 2) {
+    if (SeenTwice(refs, ref::Off64(w.ref), i, w)) {
       Problem(where + ": its block is referenced by another slot too");
       ++census.referenced_twice;
     }
@@ -111,7 +142,7 @@ struct Checker {
       Problem(where + ": key does not hash to this slot's bucket pair and tag");
       ++census.bad_slots;
     }
-    if (st == kLive && ++keys[key] == 2) {
+    if (st == kLive && SeenTwice(keys, key, i, w)) {
       Problem(where + ": a second LIVE entry for one key");
       ++census.duplicate_keys;
     }

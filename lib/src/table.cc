@@ -238,6 +238,8 @@ void FillInfo(const Ctx& c, const BlockMeta& m, shmkv_item_info_t* info) {
   info->ttl_ms = m.expiry == 0 ? -1 : static_cast<int64_t>(m.expiry - c.now);
   info->user_flags = m.user_flags;
   info->value_len = m.vlen;
+  if (info->struct_size >= offsetof(shmkv_item_info_t, write_flags) + sizeof(info->write_flags))
+    info->write_flags = (m.flags & kBlockFlagNoEvict) ? SHMKV_WRITE_NOEVICT : 0;
 }
 
 // Sets the CLOCK bit of a slot a reader hit (no version bump, Invariant 1).

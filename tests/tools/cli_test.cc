@@ -2,18 +2,24 @@
 // fork/exec on a unique segment per test.
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <cstring>
+#include <new>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "shmkv/shmkv.h"
 #include "support/test_segment.h"
 
 namespace {
@@ -27,16 +33,15 @@ struct Result {
   std::string err;
 };
 
-// Runs the CLI with args, feeding `input` on stdin; collects stdout, stderr
-// and the exit code.
-Result Cli(const std::vector<std::string>& args, const std::string& input = "") {
+// Runs argv[0] (a path, or a name looked up in PATH) with the rest as its
+// arguments, feeding `input` on stdin; collects stdout, stderr and the exit
+// code.
+Result RunProgram(std::vector<std::string> argv_s, const std::string& input = "") {
   int in[2], out[2], err[2];
   if (pipe2(in, O_CLOEXEC) != 0 || pipe2(out, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0) {
     ADD_FAILURE() << "pipe: " << std::strerror(errno);
     return {};
   }
-  std::vector<std::string> argv_s{SHMKV_CLI_PATH};
-  argv_s.insert(argv_s.end(), args.begin(), args.end());
   std::vector<char*> argv;
   for (auto& s : argv_s) argv.push_back(s.data());
   argv.push_back(nullptr);
@@ -45,7 +50,7 @@ Result Cli(const std::vector<std::string>& args, const std::string& input = "") 
     dup2(in[0], 0);
     dup2(out[1], 1);
     dup2(err[1], 2);
-    execv(argv[0], argv.data());
+    execvp(argv[0], argv.data());
     _exit(127);
   }
   close(in[0]);
@@ -81,6 +86,13 @@ Result Cli(const std::vector<std::string>& args, const std::string& input = "") 
   waitpid(pid, &status, 0);
   r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   return r;
+}
+
+// Runs the CLI with args.
+Result Cli(const std::vector<std::string>& args, const std::string& input = "") {
+  std::vector<std::string> argv{SHMKV_CLI_PATH};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return RunProgram(std::move(argv), input);
 }
 
 json Json(const Result& r) {
@@ -359,6 +371,9 @@ TEST_F(CliTest, Stats) {
   EXPECT_NE(r.out.find("# TYPE shmkv_hits_total counter\n"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("shmkv_items{segment=\"" + name() + "\"} 1\n"), std::string::npos);
   EXPECT_EQ(r.out.find("janitor"), std::string::npos);
+  const Result promtool = RunProgram({"promtool", "check", "metrics"}, r.out);
+  EXPECT_EQ(promtool.code, 0) << promtool.out << promtool.err;
+  EXPECT_EQ(promtool.out + promtool.err, "") << "promtool has remarks";
 }
 
 TEST_F(CliTest, CheckAndRecover) {
@@ -426,7 +441,7 @@ TEST_F(CliTest, DumpLoadRoundTripsBinaryValuesTtlsAndFlags) {
   ASSERT_EQ(Cli({"set", name(), "text", "hello world"}).code, 0);
   Result dump = Cli({"dump", name()});
   ASSERT_EQ(dump.code, 0) << dump.err;
-  EXPECT_EQ(dump.out.rfind("shmkv-dump 1\n", 0), 0u) << dump.out;
+  EXPECT_EQ(dump.out.rfind("shmkv-dump 2\n", 0), 0u) << dump.out;
   ScopedSegmentName other("cli-load");
   ASSERT_EQ(Cli({"create", other.name(), "--memory", "4M"}).code, 0);
   Result load = Cli({"load", other.name()}, dump.out);
@@ -448,6 +463,33 @@ TEST_F(CliTest, DumpLoadRoundTripsBinaryValuesTtlsAndFlags) {
   // Not a dump: usage error, nothing stored.
   EXPECT_EQ(Cli({"load", other.name()}, "hello\n").code, 2);
   EXPECT_EQ(Cli({"load", other.name()}, "shmkv-dump 1\nzz 00 -1 0\n").code, 2);
+  EXPECT_EQ(Cli({"load", other.name()}, "shmkv-dump 2\n6b 00 -1 0 sticky\n").code, 2);
+  EXPECT_EQ(Cli({"load", other.name()}, "shmkv-dump 2\n6b 00 -1 0\n").code, 2);
+}
+
+TEST_F(CliTest, DumpLoadKeepsNoEvictAndReadsVersion1) {
+  ASSERT_EQ(Cli({"set", name(), "flag:dark-mode", "on", "--noevict"}).code, 0);
+  ASSERT_EQ(Cli({"set", name(), "page:1", "cached"}).code, 0);
+  EXPECT_EQ(Json(Cli({"get", name(), "flag:dark-mode", "--json"}))["noevict"], true);
+  EXPECT_EQ(Json(Cli({"get", name(), "page:1", "--json"}))["noevict"], false);
+  Result dump = Cli({"dump", name()});
+  ASSERT_EQ(dump.code, 0) << dump.err;
+  EXPECT_NE(dump.out.find(" noevict\n"), std::string::npos) << dump.out;
+  ScopedSegmentName other("cli-load2");
+  ASSERT_EQ(Cli({"create", other.name(), "--memory", "4M"}).code, 0);
+  ASSERT_EQ(Cli({"load", other.name()}, dump.out).code, 0);
+  json keys = Json(Cli({"keys", other.name(), "--json"}));
+  ASSERT_EQ(keys.size(), 2u) << keys;
+  for (const json& k : keys) EXPECT_EQ(k["noevict"], k["key"] == "flag:dark-mode") << k;
+  // A version 1 file (no OPTIONS column) still loads.
+  ASSERT_EQ(Cli({"load", other.name()}, "shmkv-dump 1\n7631 6f6c64 -1 5\n").code, 0);
+  json j = Json(Cli({"get", other.name(), "v1", "--json"}));
+  EXPECT_EQ(j["value"], "old");
+  EXPECT_EQ(j["flags"], 5);
+  // copy keeps it too.
+  ScopedSegmentName copy("cli-copy2");
+  ASSERT_EQ(Cli({"copy", other.name(), copy.name(), "--memory", "4M"}).code, 0);
+  EXPECT_EQ(Json(Cli({"get", copy.name(), "flag:dark-mode", "--json"}))["noevict"], true);
 }
 
 TEST_F(CliTest, CopyIntoALargerSegment) {
@@ -492,6 +534,109 @@ TEST_F(CliTest, CheckFindsACorruptedKey) {
   EXPECT_EQ(j["ok"], false);
   EXPECT_GE(j["problems"].get<uint64_t>(), 1u);
   EXPECT_FALSE(j["first_problem"].get<std::string>().empty());
+}
+
+// Every command works on a segment that another process is writing, and a
+// reader stalled in the middle of a scan (a dump whose output pipe is full)
+// does not hold the writer back.
+TEST(CliUnderLoad, CommandsWorkWhileAWriterRunsAndNeverBlockIt) {
+  ScopedSegmentName seg("cli-load");
+  ASSERT_EQ(Cli({"create", seg.name(), "--memory", "32M"}).code, 0);
+  // The writer's progress, shared with this process.
+  auto* ops = static_cast<std::atomic<uint64_t>*>(mmap(nullptr, sizeof(std::atomic<uint64_t>),
+                                                       PROT_READ | PROT_WRITE,
+                                                       MAP_SHARED | MAP_ANONYMOUS, -1, 0));
+  ASSERT_NE(ops, MAP_FAILED);
+  new (ops) std::atomic<uint64_t>(0);
+  const pid_t writer = fork();
+  ASSERT_GE(writer, 0);
+  if (writer == 0) {
+    shmkv_t* kv = nullptr;
+    if (shmkv_open(seg.c_str(), nullptr, &kv) != 0) _exit(3);
+    const std::string value(200, 'v');
+    for (uint64_t i = 0;; ++i) {  // until SIGKILL
+      const std::string key = "w:" + std::to_string(i % 20000);
+      if (shmkv_set(kv, key.data(), key.size(), value.data(), value.size(), 0) != 0) _exit(4);
+      char buf[256];
+      size_t len;
+      shmkv_get(kv, key.data(), key.size(), buf, sizeof buf, &len, nullptr);
+      shmkv_incr(kv, "w:count", 7, 1, 0, 0, nullptr);
+      ops->fetch_add(1, std::memory_order_relaxed);
+    }
+  }
+  auto wait_for_ops = [&](uint64_t n) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    while (ops->load() < n && std::chrono::steady_clock::now() < deadline) sched_yield();
+    return ops->load() >= n;
+  };
+  ASSERT_TRUE(wait_for_ops(30000));  // every key written at least once
+
+  // Read commands: well-formed output while the data changes underneath.
+  json keys = Json(Cli({"keys", seg.name(), "--prefix", "w:", "--json"}));
+  EXPECT_GE(keys.size(), 20000u);
+  for (const json& k : keys) {
+    if (k["key"] != "w:count") {
+      EXPECT_EQ(k["size"], 200) << k;
+    }
+  }
+  const json s1 = Json(Cli({"stats", seg.name(), "--json"}));
+  EXPECT_TRUE(wait_for_ops(ops->load() + 1000));
+  const json s2 = Json(Cli({"stats", seg.name(), "--json"}));
+  EXPECT_GT(s2["sets"].get<uint64_t>(), s1["sets"].get<uint64_t>());
+  EXPECT_EQ(s2["attached_processes"], 1);
+  const json info = Json(Cli({"info", seg.name(), "--json"}));
+  ASSERT_EQ(info["processes"].size(), 1u);
+  EXPECT_EQ(info["processes"][0]["pid"], writer);
+  EXPECT_EQ(info["processes"][0]["alive"], true);
+  const json check = Json(Cli({"check", seg.name(), "--json"}));
+  EXPECT_EQ(check["ok"], true) << check;
+  EXPECT_EQ(Json(Cli({"get", seg.name(), "w:17", "--json"}))["value"], std::string(200, 'v'));
+  EXPECT_EQ(Cli({"incr", seg.name(), "w:count", "--by", "1000000"}).code, 0);
+  EXPECT_GE(std::stoull(Cli({"get", seg.name(), "w:count"}).out), 1000000u);
+
+  // dump | load under load.
+  const Result dump = Cli({"dump", seg.name(), "--prefix", "w:"});
+  ASSERT_EQ(dump.code, 0) << dump.err;
+  ScopedSegmentName copy("cli-load-copy");
+  ASSERT_EQ(Cli({"create", copy.name(), "--memory", "32M"}).code, 0);
+  const Result load = Cli({"load", copy.name()}, dump.out);
+  ASSERT_EQ(load.code, 0) << load.err;
+  EXPECT_GE(Json(Cli({"stats", copy.name(), "--json"}))["items"].get<uint64_t>(), 20000u);
+
+  // A dump stalled mid-scan: nobody reads its stdout, so it blocks in
+  // write() with the pipe full, holding whatever a reader holds.
+  int out[2];
+  ASSERT_EQ(pipe2(out, O_CLOEXEC), 0);
+  const pid_t stalled = fork();
+  ASSERT_GE(stalled, 0);
+  if (stalled == 0) {
+    dup2(out[1], 1);
+    execl(SHMKV_CLI_PATH, SHMKV_CLI_PATH, "dump", seg.c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  close(out[1]);
+  char first[4096];
+  ASSERT_GT(read(out[0], first, sizeof first), 0);  // it has started
+  // The pipe refills (64 KiB < the ~9 MiB dump), and stays full: the writer
+  // must still make progress.
+  const uint64_t before = ops->load();
+  EXPECT_TRUE(wait_for_ops(before + 50000)) << "the writer stalled behind a stalled dump";
+  EXPECT_EQ(waitpid(stalled, nullptr, WNOHANG), 0) << "the dump was not stalled";
+  // Drain it: it completes normally.
+  std::string rest;
+  ssize_t n;
+  while ((n = read(out[0], first, sizeof first)) > 0) rest.append(first, static_cast<size_t>(n));
+  close(out[0]);
+  int status = 0;
+  ASSERT_EQ(waitpid(stalled, &status, 0), stalled);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  EXPECT_GT(rest.size(), 20000u * 400);  // at least 20000 entries of 200-byte values in hex
+
+  kill(writer, SIGKILL);
+  waitpid(writer, nullptr, 0);
+  EXPECT_EQ(Cli({"recover", seg.name()}).code, 0);
+  EXPECT_EQ(Json(Cli({"check", seg.name(), "--json"}))["ok"], true);
+  munmap(ops, sizeof(std::atomic<uint64_t>));
 }
 
 TEST_F(CliTest, Destroy) {

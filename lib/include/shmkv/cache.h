@@ -64,6 +64,7 @@ struct ItemInfo {
   std::chrono::milliseconds ttl{-1};  // -1: no expiry
   uint32_t user_flags = 0;
   uint64_t value_len = 0;
+  bool no_evict = false;  // stored with WriteOptions::no_evict
 };
 
 class SHMKV_EXPORT Cache {

@@ -95,11 +95,13 @@ SHMKV_EXPORT int shmkv_unlink(const char *name); /* remove the segment name */
 
 typedef struct shmkv_item_info {
   uint32_t struct_size;
-  uint64_t cas;        /* version token: changes on EVERY successful write of
-                          the key, incr and touch included */
-  int64_t ttl_ms;      /* remaining TTL; -1 = no expiry */
-  uint32_t user_flags; /* opaque 32 bits stored with the value */
-  uint64_t value_len;  /* length of the value (filled by get and scan) */
+  uint64_t cas;         /* version token: changes on EVERY successful write of
+                           the key, incr and touch included */
+  int64_t ttl_ms;       /* remaining TTL; -1 = no expiry */
+  uint32_t user_flags;  /* opaque 32 bits stored with the value */
+  uint64_t value_len;   /* length of the value (filled by get and scan) */
+  uint32_t write_flags; /* SHMKV_WRITE_NOEVICT if the entry was stored with it;
+                           filled only when struct_size covers this field */
 } shmkv_item_info_t;
 
 /* Copies the value into buf. If buf_len is too small: returns
