@@ -28,6 +28,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 #   clang-format-14                               format check in scripts/test.sh
 #   clang-14 libclang-rt-14-dev                   libFuzzer target (tests/fuzz/)
 #   binutils                                      nm/objdump (no libatomic calls test)
+#   tmux                                          drives `shmkv top` (tests/tools)
+#   php8.2-cli                                    PHP FFI binding test (tests/php)
 PACKAGES=(
   build-essential cmake ninja-build pkg-config
   libboost-dev libboost-program-options-dev
@@ -38,6 +40,8 @@ PACKAGES=(
   clang-format-14
   clang-14 libclang-rt-14-dev
   binutils
+  tmux
+  php8.2-cli
 )
 
 missing=()

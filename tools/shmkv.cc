@@ -36,6 +36,7 @@
 #include "codec.h"
 #include "metrics.h"
 #include "options.h"
+#include "top.h"
 
 namespace po = boost::program_options;
 using nlohmann::json;
@@ -672,6 +673,39 @@ int CmdStats(const std::vector<std::string>& args) {
   return kExitOk;
 }
 
+// ---------------------------------------------------------------- top
+
+int CmdTop(const std::vector<std::string>& args) {
+  CommandLine cl("top", "top SEGMENT [--interval D] [--iterations N]",
+                 "A live view (read-only, lock-free: writers are never blocked) of the memory, "
+                 "items and processes, ops per second by verb, hit ratio, evictions and "
+                 "expirations, and memory by size class. Keys: q quit, p pause/resume, + / - "
+                 "longer / shorter interval. Needs a terminal; `stats --watch` logs instead.",
+                 "shmkv top sessions --interval 500ms");
+  cl.Positional("segment");
+  cl.Add()("interval", po::value<std::string>()->default_value("1s"),
+           "refresh every DURATION (200ms, 1s, ...)")("iterations", po::value<std::string>(),
+                                                      "stop after N refreshes (default: until q)");
+  if (!cl.Parse(args)) return kExitOk;
+  TopOptions o;
+  o.segment = cl.Str("segment");
+  const auto interval = shmkvd::ParseDuration(cl.Str("interval"));
+  if (!interval || interval->count() <= 0) Usage("invalid --interval '" + cl.Str("interval") + "'");
+  o.interval = *interval;
+  if (cl.Has("iterations")) {
+    o.iterations = ParseInt<uint64_t>(cl, "iterations");
+    if (o.iterations == 0) Usage("invalid --iterations 0: expected at least 1");
+  }
+  if (!::isatty(STDOUT_FILENO) || !::isatty(STDIN_FILENO)) {
+    Usage("top needs a terminal on stdin and stdout; to log the counters, use: shmkv stats " +
+          o.segment + " --watch 1s");
+  }
+  Segment seg(o.segment, SHMKV_OPEN_READONLY);
+  std::string error;
+  if (!RunTop(seg.get(), o, &error)) throw Exit{kExitError, "top: " + error};
+  return kExitOk;
+}
+
 // ---------------------------------------------------------------- check / recover / destroy
 
 int CmdCheck(const std::vector<std::string>& args) {
@@ -1017,6 +1051,7 @@ const Command kCommands[] = {
     {"load", "store the entries of a dump", CmdLoad},
     {"copy", "copy every entry into a new (e.g. larger) segment", CmdCopy},
     {"stats", "print the segment's counters", CmdStats},
+    {"top", "live view of rates, memory by size class and processes", CmdTop},
     {"check", "check the segment's consistency", CmdCheck},
     {"recover", "free what dead processes held", CmdRecover},
     {"destroy", "remove the segment", CmdDestroy},
