@@ -9,6 +9,7 @@
 // Workloads:
 //   shmkv/get_hit          Get of a present key into a reused std::string
 //   shmkv/get_hit_c        the same through the C API into a fixed buffer
+//   shmkv/mget16_c         shmkv_mget of 16 random keys; time is per key
 //   shmkv/get_miss         Get of a key that was never stored
 //   shmkv/set_update       Set of a present key (new 64-byte value)
 //   shmkv/set_new          Set of fresh keys into a smaller segment, which
@@ -196,6 +197,40 @@ void BM_ShmkvGetHitC(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations());
 }
 
+// 16 keys per shmkv_mget call; an iteration is one key (KeepRunningBatch).
+void BM_ShmkvMGet16C(benchmark::State& state) {
+  constexpr size_t kBatch = 16;
+  const Data& d = env->data;
+  shmkv_t* kv = env->main->c_handle();
+  char bufs[kBatch][kValueLen];
+  void* bp[kBatch];
+  const void* kp[kBatch];
+  size_t kl[kBatch], caps[kBatch], lens[kBatch];
+  int rcs[kBatch];
+  for (size_t j = 0; j < kBatch; ++j) {
+    bp[j] = bufs[j];
+    caps[j] = kValueLen;
+  }
+  size_t i = 0;
+  while (state.KeepRunningBatch(kBatch)) {
+    for (size_t j = 0; j < kBatch; ++j) {
+      const std::string_view k = d.key(d.at(i++));
+      kp[j] = k.data();
+      kl[j] = k.size();
+    }
+    if (int rc = shmkv_mget(kv, kBatch, kp, kl, bp, caps, lens, rcs)) {
+      Skip(state, "shmkv_mget", shmkv::MakeErrorCode(rc));
+      break;
+    }
+    if (rcs[0] != 0 || rcs[kBatch - 1] != 0) {
+      Skip(state, "shmkv_mget", shmkv::MakeErrorCode(rcs[0] ? rcs[0] : rcs[kBatch - 1]));
+      break;
+    }
+    benchmark::DoNotOptimize(bufs);
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+
 void BM_ShmkvGetMiss(benchmark::State& state) {
   const Data& d = env->data;
   std::string out;
@@ -308,6 +343,7 @@ void BM_MapSetUpdate(benchmark::State& state) {
 
 BENCHMARK(BM_ShmkvGetHit)->Name("shmkv/get_hit");
 BENCHMARK(BM_ShmkvGetHitC)->Name("shmkv/get_hit_c");
+BENCHMARK(BM_ShmkvMGet16C)->Name("shmkv/mget16_c");
 BENCHMARK(BM_ShmkvGetMiss)->Name("shmkv/get_miss");
 BENCHMARK(BM_ShmkvSetUpdate)->Name("shmkv/set_update");
 BENCHMARK(BM_ShmkvSetNew)->Name("shmkv/set_new");

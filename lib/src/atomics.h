@@ -116,6 +116,7 @@ inline uint64_t WordAt(const unsigned char* block, size_t w) {
 }
 
 inline void CopyOut(void* dst, const unsigned char* block, size_t from, size_t len) {
+  if (len == 0) return;  // dst may be NULL then
   auto* out = static_cast<unsigned char*>(dst);
   size_t w = from & ~size_t{7};
   const size_t skip = from - w;

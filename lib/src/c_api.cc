@@ -3,6 +3,7 @@
 // (shmkv_last_error).
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -130,6 +131,37 @@ int shmkv_get(shmkv_t* kv, const void* key, size_t key_len, void* buf, size_t bu
       return Fail(rc, "buffer of " + std::to_string(buf_len) + " bytes is too small for " +
                           std::to_string(*val_len));
     return rc;
+  });
+}
+
+int shmkv_mget(shmkv_t* kv, size_t n, const void* const* keys, const size_t* key_lens,
+               void* const* bufs, const size_t* buf_lens, size_t* val_lens, int* rcs) {
+  return Guard([&]() -> int {
+    SHMKV_ENTER(kv, false);
+    if (n == 0) return 0;
+    if (keys == nullptr || key_lens == nullptr || bufs == nullptr || buf_lens == nullptr ||
+        val_lens == nullptr || rcs == nullptr)
+      return Fail(SHMKV_EINVAL, "an array argument is NULL");
+    for (size_t i = 0; i < n; ++i) {
+      if (bufs[i] == nullptr && buf_lens[i] != 0)
+        return Fail(SHMKV_EINVAL, "bufs[" + std::to_string(i) + "] is NULL but its length > 0");
+    }
+    // In chunks, so that no call allocates; a bad key is reported in its
+    // rcs entry and skipped (an empty view).
+    constexpr size_t kChunk = 64;
+    std::string_view views[kChunk];
+
+    for (size_t base = 0; base < n; base += kChunk) {
+      const size_t m = std::min(kChunk, n - base);
+      for (size_t i = 0; i < m; ++i) {
+        const int rc = CheckKey(kv, keys[base + i], key_lens[base + i]);
+        views[i] = rc ? std::string_view() : Bytes(keys[base + i], key_lens[base + i]);
+        rcs[base + i] = rc;
+      }
+      shmkv::internal::OpMGet(c, m, views, bufs + base, buf_lens + base, val_lens + base,
+                              rcs + base);
+    }
+    return 0;
   });
 }
 

@@ -2,6 +2,7 @@
 // results. noexcept throughout: an allocation failure becomes ENOMEM.
 #include "shmkv/cache.h"
 
+#include <algorithm>
 #include <cstring>
 #include <new>
 
@@ -95,6 +96,43 @@ std::error_code Cache::Get(std::string_view key, std::string* out, ItemInfo* inf
     const int rc = internal::OpGetString(c, key, out, &i);
     if (rc == 0 && info) *info = ToInfo(i);
     return Ec(rc);
+  });
+}
+
+std::error_code Cache::MGet(std::span<const std::string_view> keys,
+                            std::vector<std::optional<std::string>>* out) const noexcept {
+  return Guard([&]() -> std::error_code {
+    SHMKV_CPP_ENTER(false);
+    for (std::string_view k : keys) {
+      if (int rc = internal::CheckKey(handle_, k.data(), k.size())) return Ec(rc);
+    }
+    out->resize(keys.size());
+    constexpr size_t kChunk = 64;
+    void* bufs[kChunk];
+    size_t caps[kChunk], lens[kChunk];
+    int rcs[kChunk];
+    for (size_t base = 0; base < keys.size(); base += kChunk) {
+      const size_t m = std::min(kChunk, keys.size() - base);
+      for (size_t i = 0; i < m; ++i) {
+        std::optional<std::string>& o = (*out)[base + i];
+        if (!o) o.emplace();
+        o->resize(std::max<size_t>(o->capacity(), 128));
+        bufs[i] = o->data();
+        caps[i] = o->size();
+      }
+      internal::OpMGet(c, m, keys.data() + base, bufs, caps, lens, rcs);
+      for (size_t i = 0; i < m; ++i) {
+        std::optional<std::string>& o = (*out)[base + i];
+        if (rcs[i] == 0) {
+          o->resize(lens[i]);
+        } else if (rcs[i] == SHMKV_ETOOSMALL) {  // larger than the buffer: read it alone
+          if (internal::OpGetString(c, keys[base + i], &*o, nullptr) != 0) o.reset();
+        } else {
+          o.reset();
+        }
+      }
+    }
+    return std::error_code();
   });
 }
 

@@ -116,6 +116,10 @@ uint64_t FreeHints(const View& v, uint64_t page, uint32_t cls);
 int OpGet(Ctx& c, std::string_view key, void* buf, size_t buf_len, size_t* val_len,
           shmkv_item_info_t* info);
 int OpGetString(Ctx& c, std::string_view key, std::string* out, shmkv_item_info_t* info);
+// Batch get (shmkv_mget): keys[i] (valid, checked by the caller) into
+// bufs[i]; per-key results in rcs[i].
+void OpMGet(Ctx& c, size_t n, const std::string_view* keys, void* const* bufs,
+            const size_t* buf_lens, size_t* val_lens, int* rcs);
 int OpStore(Ctx& c, std::string_view key, std::string_view val, const shmkv_write_opts_t& o,
             uint64_t* new_cas);
 int OpDelete(Ctx& c, std::string_view key, uint64_t expect_cas);

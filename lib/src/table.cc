@@ -1,5 +1,8 @@
 #include "table.h"
 
+// The hash is inlined (XXH_INLINE_ALL): for short keys the call into
+// libxxhash cost as much as the hashing. Same algorithm, same values.
+#define XXH_INLINE_ALL
 #include <xxhash.h>
 
 #include <algorithm>
@@ -176,7 +179,7 @@ Read ReadCandidate(const View& v, Slot* s, std::string_view key, const KeyHash& 
   if (eq) eq = EqualRelaxed(blk, kBlockHeaderSize, key.data(), key.size());
   bool copied = false;
   if (eq && m.vlen <= cap && (buf != nullptr || m.vlen == 0)) {
-    CopyOut(buf, blk, kBlockHeaderSize + m.klen, m.vlen);
+    if (buf != nullptr) CopyOut(buf, blk, kBlockHeaderSize + m.klen, m.vlen);
     copied = true;
   }
   if (!Unchanged(s, w)) return Read::kRetry;
@@ -612,10 +615,11 @@ bool ParseDecimal(const char* p, size_t n, int64_t* out) {
 
 // ---- verbs ---------------------------------------------------------------
 
-int OpGet(Ctx& c, std::string_view key, void* buf, size_t buf_len, size_t* val_len,
-          shmkv_item_info_t* info) {
-  const KeyHash h = HashKey(c.v, key.data(), key.size());
-  const Cands cs = CandidatesOf(c.v, h);
+namespace {
+
+// OpGet with the hash and candidates already computed.
+int GetHashed(Ctx& c, std::string_view key, const KeyHash& h, const Cands& cs, void* buf,
+              size_t buf_len, size_t* val_len, shmkv_item_info_t* info) {
   Found f;
   c.Stat(kStatGets);
   if (!FindLive(c, key, h, cs, buf, buf_len, &f) || Expired(f.m.expiry, c.now)) {
@@ -629,6 +633,54 @@ int OpGet(Ctx& c, std::string_view key, void* buf, size_t buf_len, size_t* val_l
   FillInfo(c, f.m, info);
   if (!f.copied) return SHMKV_ETOOSMALL;
   return 0;
+}
+
+}  // namespace
+
+int OpGet(Ctx& c, std::string_view key, void* buf, size_t buf_len, size_t* val_len,
+          shmkv_item_info_t* info) {
+  const KeyHash h = HashKey(c.v, key.data(), key.size());
+  return GetHashed(c, key, h, CandidatesOf(c.v, h), buf, buf_len, val_len, info);
+}
+
+// design-notes §4.2: a batch goes in groups; each group first hashes every
+// key and prefetches its bucket pair, then looks at the ref words of those
+// buckets (now arriving together) and prefetches the block of every slot
+// whose tag matches, and only then reads and validates each key as OpGet
+// does. The misses of a group overlap instead of queueing one key after
+// the other. The prefetches are hints: correctness is GetHashed's. An
+// empty key (one the caller found invalid) is skipped, rcs[i] untouched.
+void OpMGet(Ctx& c, size_t n, const std::string_view* keys, void* const* bufs,
+            const size_t* buf_lens, size_t* val_lens, int* rcs) {
+  constexpr size_t kGroup = 16;
+  KeyHash h[kGroup];
+  Cands cs[kGroup];
+  for (size_t base = 0; base < n; base += kGroup) {
+    const size_t m = std::min(kGroup, n - base);
+    for (size_t i = 0; i < m; ++i) {
+      if (keys[base + i].empty()) continue;
+      h[i] = HashKey(c.v, keys[base + i].data(), keys[base + i].size());
+      cs[i] = CandidatesOf(c.v, h[i]);  // prefetches both buckets
+    }
+    for (size_t i = 0; i < m; ++i) {
+      if (keys[base + i].empty()) continue;
+      for (Slot* s : cs[i].s) {
+        // relaxed: only a prefetch hint; GetHashed reads the slot properly.
+        const uint64_t r = LoadRelaxed(&s->ref);
+        if (ref::State(r) != kLive || ref::Tag(r) != h[i].tag()) continue;
+        const unsigned char* blk = c.v.BlockAt(ref::Off64(r), static_cast<uint32_t>(ref::Class(r)));
+        if (blk != nullptr) {
+          __builtin_prefetch(blk);
+          __builtin_prefetch(blk + 64);
+        }
+      }
+    }
+    for (size_t i = 0; i < m; ++i) {
+      const size_t k = base + i;
+      if (keys[k].empty()) continue;
+      rcs[k] = GetHashed(c, keys[k], h[i], cs[i], bufs[k], buf_lens[k], &val_lens[k], nullptr);
+    }
+  }
 }
 
 int OpGetString(Ctx& c, std::string_view key, std::string* out, shmkv_item_info_t* info) {

@@ -245,28 +245,54 @@ TEST(ThreadsTest, ReadersNeverSeeTornForeignOrUnwrittenValues) {
             }
           }
           done.store(true);
-        } else {  // reader
-          std::string buf(65536 + 64, '\0');
-          while (NowNs() < deadline) {
-            uint32_t k = static_cast<uint32_t>(rng() % kKeys);
-            std::string key = "tt-" + std::to_string(k);
-            size_t len = 0;
-            int rc = shmkv_get(h, key.data(), key.size(), buf.data(), buf.size(), &len, nullptr);
-            if (rc == SHMKV_ENOTFOUND) continue;
-            if (rc != 0) {
-              errors++;
-              continue;
-            }
+        } else {  // reader: thread 1 with single gets, thread 3 with mget of every key
+          auto check = [&](uint32_t k, std::string_view v) {
             hits++;
             uint32_t writer = 0, seq = 0;
-            TaggedCheck c = CheckTaggedValue(std::string_view(buf.data(), len), k, &writer, &seq);
+            TaggedCheck c = CheckTaggedValue(v, k, &writer, &seq);
             bool ok = c == TaggedCheck::kTooShortButOk ||
                       (c == TaggedCheck::kOk && writer < kWriters && seq > 0 && seq < kMaxSeq &&
                        seq <= published[writer].load(std::memory_order_acquire) &&
                        key_of_seq[writer][seq].load(std::memory_order_relaxed) == k);
             if (!ok && bad++ == 0) {
-              ADD_FAILURE() << "key " << k << ", " << len << " bytes: " << TaggedCheckName(c);
+              ADD_FAILURE() << "key " << k << ", " << v.size() << " bytes: " << TaggedCheckName(c)
+                            << (t == 3 ? " (mget)" : "");
             }
+          };
+          std::vector<std::string> keys, bufs(kKeys, std::string(65536 + 64, '\0'));
+          std::vector<const void*> kp;
+          std::vector<size_t> kl, caps(kKeys, 65536 + 64), lens(kKeys);
+          std::vector<void*> bp;
+          std::vector<int> rcs(kKeys);
+          for (uint32_t k = 0; k < kKeys; ++k) keys.push_back("tt-" + std::to_string(k));
+          for (uint32_t k = 0; k < kKeys; ++k) {
+            kp.push_back(keys[k].data());
+            kl.push_back(keys[k].size());
+            bp.push_back(bufs[k].data());
+          }
+          while (NowNs() < deadline) {
+            if (t == 3) {
+              if (shmkv_mget(h, kKeys, kp.data(), kl.data(), bp.data(), caps.data(), lens.data(),
+                             rcs.data()) != 0) {
+                errors++;
+                continue;
+              }
+              for (uint32_t k = 0; k < kKeys; ++k) {
+                if (rcs[k] == 0) check(k, std::string_view(bufs[k].data(), lens[k]));
+                if (rcs[k] != 0 && rcs[k] != SHMKV_ENOTFOUND) errors++;
+              }
+              continue;
+            }
+            uint32_t k = static_cast<uint32_t>(rng() % kKeys);
+            size_t len = 0;
+            int rc = shmkv_get(h, keys[k].data(), keys[k].size(), bufs[0].data(), bufs[0].size(),
+                               &len, nullptr);
+            if (rc == SHMKV_ENOTFOUND) continue;
+            if (rc != 0) {
+              errors++;
+              continue;
+            }
+            check(k, std::string_view(bufs[0].data(), len));
           }
         }
       });

@@ -20,6 +20,7 @@
 #include "gtest/gtest.h"
 #include "shmkv/shmkv.h"
 #include "support/test_segment.h"
+#include "testing.h"
 
 namespace {
 
@@ -1333,6 +1334,81 @@ TEST_F(ApiTest, LastErrorDescribesTheFailureAndClearsOnSuccess) {
   EXPECT_NE(std::strlen(shmkv_last_error()), 0u);
   EXPECT_EQ(Set("k", "v"), 0);
   EXPECT_STREQ(shmkv_last_error(), "");
+}
+
+// ---- mget -------------------------------------------------------------------
+
+TEST_F(ApiTest, MGetReturnsEachKeysResult) {
+  // 100 keys: the even ones stored (lengths 0..99), the odd ones not; one
+  // value too large for its buffer; one expired.
+  constexpr size_t kN = 100;
+  std::vector<std::string> keys, bufs(kN, std::string(64, '\0'));
+  for (size_t i = 0; i < kN; ++i) {
+    keys.push_back("mget:" + std::to_string(i));
+    if (i % 2 == 0) {
+      ASSERT_EQ(Set(keys[i], std::string(i, static_cast<char>('a' + i % 26))), 0);
+    }
+  }
+  shmkv::testing::SetFakeNowMs(1'000'000);
+  ASSERT_EQ(Set(keys[10], "short-lived", 100), 0);
+  shmkv::testing::SetFakeNowMs(1'000'200);
+  std::vector<const void*> kp;
+  std::vector<size_t> kl, caps(kN, 64), lens(kN, 12345);
+  std::vector<void*> bp;
+  for (size_t i = 0; i < kN; ++i) {
+    kp.push_back(keys[i].data());
+    kl.push_back(keys[i].size());
+    bp.push_back(bufs[i].data());
+  }
+  std::vector<int> rcs(kN, -1);
+  ASSERT_EQ(
+      shmkv_mget(kv_, kN, kp.data(), kl.data(), bp.data(), caps.data(), lens.data(), rcs.data()), 0)
+      << shmkv_last_error();
+  shmkv::testing::SetFakeNowMs(-1);
+  for (size_t i = 0; i < kN; ++i) {
+    SCOPED_TRACE(keys[i]);
+    if (i % 2 == 1 || i == 10) {
+      EXPECT_EQ(rcs[i], SHMKV_ENOTFOUND);
+    } else if (i > 64) {
+      EXPECT_EQ(rcs[i], SHMKV_ETOOSMALL);
+      EXPECT_EQ(lens[i], i);  // the size needed
+    } else {
+      ASSERT_EQ(rcs[i], 0);
+      ASSERT_EQ(lens[i], i);
+      EXPECT_EQ(bufs[i].substr(0, i), std::string(i, static_cast<char>('a' + i % 26)));
+    }
+  }
+  // Every key counted as one get.
+  shmkv_stats_t st{};
+  st.struct_size = sizeof st;
+  ASSERT_EQ(shmkv_stats(kv_, &st), 0);
+  EXPECT_EQ(st.gets, kN);
+  EXPECT_EQ(st.hits, 49u);  // 50 stored (key 0 with an empty value), one expired
+}
+
+TEST_F(ApiTest, MGetReportsBadKeysPerKeyAndBadArgumentsForTheCall) {
+  const std::string big(300, 'k');  // above max_key_len
+  const void* keys[] = {"sentinel:text", "", big.data(), nullptr};
+  const size_t klens[] = {13, 0, big.size(), 4};
+  char b0[16], b1[16], b2[16], b3[16];
+  void* bufs[] = {b0, b1, b2, b3};
+  const size_t caps[] = {16, 16, 16, 16};
+  size_t lens[4];
+  int rcs[4];
+  ASSERT_EQ(shmkv_mget(kv_, 4, keys, klens, bufs, caps, lens, rcs), 0);
+  EXPECT_EQ(rcs[0], 0);
+  EXPECT_EQ(std::string(b0, lens[0]), "alpha");
+  EXPECT_EQ(rcs[1], SHMKV_EINVAL);
+  EXPECT_EQ(rcs[2], SHMKV_EKEYTOOBIG);
+  EXPECT_EQ(rcs[3], SHMKV_EINVAL);
+  // The call's own arguments.
+  EXPECT_EQ(shmkv_mget(kv_, 0, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr), 0);
+  EXPECT_EQ(shmkv_mget(kv_, 4, keys, klens, bufs, caps, lens, nullptr), SHMKV_EINVAL);
+  EXPECT_EQ(shmkv_mget(nullptr, 4, keys, klens, bufs, caps, lens, rcs), SHMKV_EINVAL);
+  void* nobuf[] = {nullptr, b1, b2, b3};
+  EXPECT_EQ(shmkv_mget(kv_, 4, keys, klens, nobuf, caps, lens, rcs), SHMKV_EINVAL);
+  EXPECT_NE(std::string(shmkv_last_error()).find("bufs[0]"), std::string::npos);
+  EXPECT_EQ(Get("sentinel:text"), "alpha");
 }
 
 }  // namespace

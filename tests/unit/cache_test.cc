@@ -456,4 +456,40 @@ TEST(ResultTest, HoldsValueOrError) {
   EXPECT_FALSE(other.IsNotFound());
 }
 
+TEST_F(CacheTest, MGetFillsPresentKeysAndLeavesAbsentOnesEmpty) {
+  ASSERT_FALSE(cache().Set("a", "1"));
+  ASSERT_FALSE(cache().Set("big", std::string(5000, 'b')));  // above the first buffer
+  ASSERT_FALSE(cache().Set("empty", ""));
+  const std::vector<std::string_view> keys{"a", "missing", "big", "empty", "a"};
+  std::vector<std::optional<std::string>> out{std::string("stale"), std::string("stale")};
+  ASSERT_FALSE(cache().MGet(keys, &out));
+  ASSERT_EQ(out.size(), 5u);
+  EXPECT_EQ(out[0], "1");
+  EXPECT_EQ(out[1], std::nullopt);
+  EXPECT_EQ(out[2], std::string(5000, 'b'));
+  EXPECT_EQ(out[3], "");
+  EXPECT_EQ(out[4], "1");
+  // A bad key fails the call.
+  const std::vector<std::string_view> bad{"a", ""};
+  EXPECT_EQ(cache().MGet(bad, &out), Errc::kInvalid);
+  // More keys than one chunk.
+  std::vector<std::string> many;
+  for (int i = 0; i < 300; ++i) {
+    many.push_back("k" + std::to_string(i));
+    if (i % 3 == 0) {
+      ASSERT_FALSE(cache().Set(many.back(), "v" + std::to_string(i)));
+    }
+  }
+  const std::vector<std::string_view> views(many.begin(), many.end());
+  ASSERT_FALSE(cache().MGet(views, &out));
+  ASSERT_EQ(out.size(), 300u);
+  for (int i = 0; i < 300; ++i) {
+    if (i % 3 == 0) {
+      EXPECT_EQ(out[i], "v" + std::to_string(i));
+    } else {
+      EXPECT_EQ(out[i], std::nullopt) << i;
+    }
+  }
+}
+
 }  // namespace

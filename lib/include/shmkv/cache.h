@@ -14,9 +14,12 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <system_error>
+#include <vector>
 
 #include "shmkv/error.h"
 #include "shmkv/export.h"
@@ -82,6 +85,12 @@ class SHMKV_EXPORT Cache {
   // Reuses out's capacity: no allocation when it is large enough.
   std::error_code Get(std::string_view key, std::string* out,
                       ItemInfo* info = nullptr) const noexcept;
+  // Batch get (shmkv_mget): (*out)[i] is the value of keys[i], or nullopt
+  // if it is absent. Much faster per key than single gets when the data is
+  // not in cache (the memory accesses of the keys overlap). Reuses the
+  // strings already in *out. A bad key fails the whole call.
+  std::error_code MGet(std::span<const std::string_view> keys,
+                       std::vector<std::optional<std::string>>* out) const noexcept;
   std::error_code Set(std::string_view key, std::string_view value,
                       std::chrono::milliseconds ttl = std::chrono::milliseconds{0}) noexcept;
   // Returns the new cas token.

@@ -115,6 +115,18 @@ SHMKV_EXPORT int shmkv_get_alloc(shmkv_t *kv, const void *key, size_t key_len, v
                                  size_t *val_len, shmkv_item_info_t *info);
 SHMKV_EXPORT void shmkv_free(void *p);
 
+/* Batch get: looks up n keys together, overlapping their memory accesses
+   (every key's bucket pair is prefetched, then every matching entry, and
+   only then is each read and validated as shmkv_get does). For key i:
+   bufs[i]/buf_lens[i] receive the value and val_lens[i] its length, and
+   rcs[i] is that key's result: 0, SHMKV_ENOTFOUND, SHMKV_ETOOSMALL
+   (nothing copied, val_lens[i] = size needed), or SHMKV_EINVAL /
+   SHMKV_EKEYTOOBIG for a bad key. Each key is read atomically; the batch as
+   a whole is not a snapshot. Returns 0 when the arguments are valid (the
+   per-key results are in rcs), else an error code and rcs untouched. */
+SHMKV_EXPORT int shmkv_mget(shmkv_t *kv, size_t n, const void *const *keys, const size_t *key_lens,
+                            void *const *bufs, const size_t *buf_lens, size_t *val_lens, int *rcs);
+
 typedef struct shmkv_write_opts {
   uint32_t struct_size;
   uint32_t mode;       /* SHMKV_SET (upsert), SHMKV_ADD (only if absent),
