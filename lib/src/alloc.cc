@@ -15,7 +15,11 @@
 namespace shmkv::internal {
 
 int ClassFor(const View& v, uint64_t bytes) {
-  // Classes are few (<= 64) and sorted: a binary search.
+  if (bytes <= uint64_t{View::kClassLookupLines} * 64) {
+    const uint8_t c = v.class_of_lines[(bytes + 63) / 64];
+    return c == 0xff ? -1 : c;
+  }
+  // Larger: classes are few (<= 64) and sorted, a binary search.
   const uint32_t* end = v.class_size + v.n_classes;
   const uint32_t* it = std::lower_bound(v.class_size, end, bytes);
   if (it == end) return -1;

@@ -188,10 +188,17 @@ void shmkv_free(void* p) { std::free(p); }
 
 int shmkv_set(shmkv_t* kv, const void* key, size_t key_len, const void* val, size_t val_len,
               uint64_t ttl_ms) {
-  shmkv_write_opts_t o;
-  shmkv_write_opts_init(&o);
-  o.ttl_ms = ttl_ms;
-  return shmkv_store(kv, key, key_len, val, val_len, &o, nullptr);
+  return Guard([&]() -> int {
+    SHMKV_ENTER(kv, true);
+    if (int rc = CheckKey(kv, key, key_len)) return rc;
+    if (int rc = CheckValue(kv, val, val_len)) return rc;
+    if (int rc = CheckTtl(ttl_ms)) return rc;
+    shmkv_write_opts_t o{};
+    o.struct_size = sizeof(o);
+    o.mode = SHMKV_SET;
+    o.ttl_ms = ttl_ms;
+    return shmkv::internal::OpStore(c, Bytes(key, key_len), Bytes(val, val_len), o, nullptr);
+  });
 }
 
 int shmkv_store(shmkv_t* kv, const void* key, size_t key_len, const void* val, size_t val_len,

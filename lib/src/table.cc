@@ -36,6 +36,10 @@ void View::Init(unsigned char* segment_base) {
     class_bpp[c] = run ? 1 : static_cast<uint32_t>(page_size / class_size[c]);
     class_pages[c] = run ? static_cast<uint32_t>(class_size[c] / page_size) : 1;
   }
+  for (uint32_t lines = 0, c = 0; lines <= kClassLookupLines; ++lines) {
+    while (c < n_classes && class_size[c] < uint64_t{lines} * 64) ++c;
+    class_of_lines[lines] = c < n_classes ? static_cast<uint8_t>(c) : 0xff;
+  }
   procs = reinterpret_cast<ProcRecord*>(base + hdr->proc_off);
   n_procs = hdr->n_procs;
   parts = reinterpret_cast<ParticipantRecord*>(base + hdr->part_off);

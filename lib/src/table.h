@@ -131,6 +131,10 @@ struct View {
   uint32_t class_size[kMaxClasses] = {};
   uint32_t class_bpp[kMaxClasses] = {};    // blocks per page (1 for runs)
   uint32_t class_pages[kMaxClasses] = {};  // pages per block run (1: not a run)
+  // ClassFor's answer for block sizes up to kClassLookupLines * 64 bytes,
+  // by size in 64-byte lines (class sizes are multiples of 64); 0xff: none.
+  static constexpr uint32_t kClassLookupLines = 1024;
+  uint8_t class_of_lines[kClassLookupLines + 1] = {};
   ProcRecord* procs = nullptr;
   uint64_t n_procs = 0;
   ParticipantRecord* parts = nullptr;

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "handle.h"
 #include "shmkv/shmkv.h"
 #include "support/test_segment.h"
 #include "testing.h"
@@ -206,6 +207,29 @@ INSTANTIATE_TEST_SUITE_P(Segments, LargeValueSizesTest, ::testing::Values(8, 16,
 // 4 MiB: the data area is below 4 MiB, so 1 MiB is above a quarter of it;
 // the effective max (named by the error) is about a quarter of ~3.5 MiB and
 // a value of exactly that size is stored.
+// The size-class lookup table (sizes up to 64 KiB) gives what a search of
+// the class sizes gives, at every byte count, on small and large segments.
+TEST_F(LargeValuesTest, ClassLookupAgreesWithASearchOfTheClassSizes) {
+  for (uint64_t memory : {uint64_t{4} << 20, uint64_t{64} << 20}) {
+    shmkv_close(kv_);
+    kv_ = nullptr;
+    ScopedSegmentName seg("class-lookup");
+    shmkv_options_t o = SmallOptions(memory);
+    ASSERT_EQ(shmkv_open(seg.c_str(), &o, &kv_), 0) << shmkv_last_error();
+    const shmkv::internal::View& v = kv_->v;
+    for (uint64_t bytes = 1; bytes <= 3 * 64 * 1024; ++bytes) {
+      int want = -1;
+      for (uint32_t c = 0; c < v.n_classes; ++c) {
+        if (v.class_size[c] >= bytes) {
+          want = static_cast<int>(c);
+          break;
+        }
+      }
+      ASSERT_EQ(shmkv::internal::ClassFor(v, bytes), want) << bytes << " bytes";
+    }
+  }
+}
+
 TEST_F(LargeValuesTest, FourMiBSegmentTakesAQuarterOfItsDataArea) {
   Open(4 * kMiB);
   const std::string mib(kMiB, 'x');
