@@ -31,6 +31,23 @@ int CheckTtl(uint64_t ttl_ms) {
 
 // Sets up the per-operation context. Writers need a participant; readers
 // on read-only handles run without one (they write nothing).
+int EnterLazyClock(shmkv_t* kv, Ctx* c) {
+  ClearError();
+  if (kv->read_only) {
+    c->p = nullptr;
+  } else {
+    int rc = 0;
+    c->p = CurrentParticipant(kv, &rc);
+    if (c->p == nullptr) return rc;
+  }
+  c->now = 0;
+  return 0;
+}
+
+void EnsureNow(Ctx& c) {
+  if (c.now == 0) c.now = SegmentNowMs(c.kv->v.epoch_ns, c.kv->precise);
+}
+
 int Enter(shmkv_t* kv, bool write, Ctx* c) {
   ClearError();
   if (kv->read_only) {

@@ -84,6 +84,10 @@ int CheckKey(const shmkv_t* kv, const void* key, size_t len);
 int CheckValue(const shmkv_t* kv, const void* val, size_t len);
 int CheckTtl(uint64_t ttl_ms);
 int Enter(shmkv_t* kv, bool write, Ctx* c);
+// Enter for reads that look at the clock only if the entry they find has
+// an expiry: c->now stays 0 until EnsureNow (OpGet and OpMGet only).
+int EnterLazyClock(shmkv_t* kv, Ctx* c);
+void EnsureNow(Ctx& c);
 
 // registry.cc
 const char* LastError();

@@ -621,13 +621,16 @@ bool ParseDecimal(const char* p, size_t n, int64_t* out) {
 
 namespace {
 
-// OpGet with the hash and candidates already computed.
+// OpGet with the hash and candidates already computed. Reads the clock
+// only for an entry with an expiry (c.now may be 0 on entry).
 int GetHashed(Ctx& c, std::string_view key, const KeyHash& h, const Cands& cs, void* buf,
               size_t buf_len, size_t* val_len, shmkv_item_info_t* info) {
   Found f;
   c.Stat(kStatGets);
-  if (!FindLive(c, key, h, cs, buf, buf_len, &f) || Expired(f.m.expiry, c.now)) {
-    if (f.slot != nullptr && Expired(f.m.expiry, c.now)) ReclaimExpired(c, f);
+  const bool found = FindLive(c, key, h, cs, buf, buf_len, &f);
+  if (found && f.m.expiry != 0) EnsureNow(c);  // c.now may be 0 until here
+  if (!found || Expired(f.m.expiry, c.now)) {
+    if (found) ReclaimExpired(c, f);
     c.Stat(kStatMisses);
     return SHMKV_ENOTFOUND;
   }
