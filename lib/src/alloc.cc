@@ -30,6 +30,37 @@ namespace {
 
 uint64_t* StateOf(unsigned char* blk) { return reinterpret_cast<uint64_t*>(blk); }
 
+// Claims block wi * 64 + j of page `page` (class cls) if it is free. Sets
+// *page_changed (and returns nullptr) if the page no longer has the grid of
+// word pw.
+unsigned char* ClaimAt(Ctx& c, uint64_t page, uint64_t pw, uint32_t cls, uint64_t wi, int j,
+                       uint64_t* gen, bool* page_changed) {
+  const View& v = c.v;
+  uint64_t* bm = v.BitmapOf(page);
+  const uint64_t bit = 1ull << j;
+  if (FetchOr(&bm[wi], bit) & bit) return nullptr;  // another allocator took the hint
+  unsigned char* blk =
+      v.data + (page << v.page_shift) + (wi * 64 + static_cast<uint64_t>(j)) * v.class_size[cls];
+  uint64_t st = LoadAcquire(StateOf(blk));
+  // The page must still have this grid when we act on the word we read
+  // (else the word may be another class's data): after this check, only
+  // an exact recurrence of the 64-bit word could fool the CAS.
+  if (LoadAcquire(&v.ptab[page]) != pw) {
+    *page_changed = true;
+    return nullptr;
+  }
+  if (bstate::St(st) != kFree) return nullptr;  // stale hint: the bit is now right
+  const uint64_t g = (bstate::Gen(st) + 1) & bstate::kGenMask;
+  if (!CasWord(StateOf(blk), st, bstate::Make(kAlloc, c.p->index, g))) return nullptr;
+  // release fence: orders "claimed after it was freed" before our content
+  // stores; pairs with ReadFence() in readers of the block's old link.
+  ClaimFence();
+  SHMKV_CRASHPOINT("alloc.claimed");
+  c.p->Stat(kStatMemUsed, v.class_size[cls]);
+  *gen = g;
+  return blk;
+}
+
 // Claims a free block of page `page` (class cls), starting at the
 // participant's rotor. nullptr if the page looks full.
 unsigned char* ClaimInPage(Ctx& c, uint64_t page, uint64_t pw, uint32_t cls, uint64_t* gen) {
@@ -45,28 +76,38 @@ unsigned char* ClaimInPage(Ctx& c, uint64_t page, uint64_t pw, uint32_t cls, uin
     while (avail != 0) {
       const int j = __builtin_ctzll(avail);
       avail &= avail - 1;
-      const uint64_t bit = 1ull << j;
-      if (FetchOr(&bm[wi], bit) & bit) continue;  // another allocator took the hint
-      unsigned char* blk = v.data + (page << v.page_shift) +
-                           (wi * 64 + static_cast<uint64_t>(j)) * v.class_size[cls];
-      uint64_t st = LoadAcquire(StateOf(blk));
-      // The page must still have this grid when we act on the word we read
-      // (else the word may be another class's data): after this check, only
-      // an exact recurrence of the 64-bit word could fool the CAS.
-      if (LoadAcquire(&v.ptab[page]) != pw) return nullptr;
-      if (bstate::St(st) != kFree) continue;  // stale hint: the bit is now right
-      const uint64_t g = (bstate::Gen(st) + 1) & bstate::kGenMask;
-      if (!CasWord(StateOf(blk), st, bstate::Make(kAlloc, c.p->index, g))) continue;
-      // release fence: orders "claimed after it was freed" before our content
-      // stores; pairs with ReadFence() in readers of the block's old link.
-      ClaimFence();
-      SHMKV_CRASHPOINT("alloc.claimed");
-      c.p->rotor[cls] = static_cast<uint32_t>(wi);
-      c.p->Stat(kStatMemUsed, v.class_size[cls]);
-      *gen = g;
-      return blk;
+      bool page_changed = false;
+      if (unsigned char* blk = ClaimAt(c, page, pw, cls, wi, j, gen, &page_changed)) {
+        c.p->rotor[cls] = static_cast<uint32_t>(wi);
+        return blk;
+      }
+      if (page_changed) return nullptr;
     }
   }
+  return nullptr;
+}
+
+// The block this participant freed last in class cls, if it is still free:
+// an update frees the block of the value it replaced, and the next update
+// takes it back here instead of searching the pages for one.
+unsigned char* ClaimReused(Ctx& c, uint32_t cls, uint64_t* gen) {
+  const uint64_t r = c.p->reuse[cls];
+  if (r == 0) return nullptr;
+  c.p->reuse[cls] = 0;
+  const View& v = c.v;
+  const uint64_t page = (r >> 32) - 1, idx = r & 0xffffffffu;
+  if (page >= v.n_pages || idx >= v.class_bpp[cls]) return nullptr;
+  const uint64_t pw = LoadAcquire(&v.ptab[page]);
+  if (!pword::UsableFor(pw, cls)) return nullptr;
+  bool page_changed = false;
+  unsigned char* b =
+      ClaimAt(c, page, pw, cls, idx / 64, static_cast<int>(idx % 64), gen, &page_changed);
+  if (b == nullptr) return nullptr;
+  // The page may have started draining meanwhile: then give the block back
+  // (the drainer waits for it).
+  if (LoadAcquire(&v.ptab[page]) == pw) return b;
+  FreeBlock(v, c.p, b, cls, *gen);
+  c.p->reuse[cls] = 0;
   return nullptr;
 }
 
@@ -460,6 +501,7 @@ bool PolicyMayFree(const View& v) { return v.evict_policy == SHMKV_EVICT_ALLKEYS
 unsigned char* Alloc(Ctx& c, uint32_t cls, uint64_t* gen, int* rc) {
   const View& v = c.v;
   uint32_t& cur = c.p->cur_page[cls];
+  if (unsigned char* b = ClaimReused(c, cls, gen)) return b;
   // Bounded, but generous: under contention other writers take the pages
   // freed for us; ENOSPC only once nothing the policy lets go is left.
   for (int attempt = 0; attempt < 256; ++attempt) {
@@ -481,14 +523,19 @@ unsigned char* Alloc(Ctx& c, uint32_t cls, uint64_t* gen, int* rc) {
         }
       }
     }
-    // Another page of this class with free blocks, from a random start so
-    // that processes spread out.
-    const uint64_t start = c.p->Random() % v.n_pages;
+    // Another page of this class with free blocks. The search goes on
+    // from where this participant's last one stopped (it started at a
+    // random page, so that processes spread out): successive searches do
+    // not walk the same full pages again.
+    uint32_t& pos = c.p->scan_pos[cls];
+    if (pos == 0) pos = static_cast<uint32_t>(c.p->Random() % v.n_pages) + 1;
+    const uint64_t start = (pos - 1) % v.n_pages;
     bool found = false;
     for (uint64_t k = 0; k < v.n_pages && !found; ++k) {
       const uint64_t p = (start + k) % v.n_pages;
       if (pword::UsableFor(LoadRelaxed(&v.ptab[p]), cls) && PageMayHaveFree(v, p, cls)) {
         cur = static_cast<uint32_t>(p + 1);
+        pos = static_cast<uint32_t>((p + 1) % v.n_pages) + 1;
         found = true;
       }
     }
@@ -542,6 +589,7 @@ void FreeBlock(const View& v, PartLocal* p, unsigned char* blk, uint32_t cls, ui
   const uint64_t idx =
       static_cast<uint64_t>(blk - (v.data + (page << v.page_shift))) / v.class_size[cls];
   FetchAnd(&v.BitmapOf(page)[idx / 64], ~(1ull << (idx % 64)));
+  if (p != nullptr && v.class_pages[cls] == 1) p->reuse[cls] = ((page + 1) << 32) | idx;
   const uint64_t minus = static_cast<uint64_t>(-static_cast<int64_t>(v.class_size[cls]));
   if (p != nullptr)
     p->Stat(kStatMemUsed, -static_cast<int64_t>(v.class_size[cls]));

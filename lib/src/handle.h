@@ -29,6 +29,10 @@ struct PartLocal {
   uint64_t cas_next = 0, cas_end = 0;   // reserved range of cas tokens
   uint32_t cur_page[kMaxClasses] = {};  // page + 1 we allocate from; 0 = none
   uint32_t rotor[kMaxClasses] = {};     // bitmap word to start at
+  uint32_t scan_pos[kMaxClasses] = {};  // page + 1 where the next page search starts
+  // (page + 1) << 32 | block index of the block this participant freed last
+  // in each class; 0 = none (a hint: the block may be taken meanwhile).
+  uint64_t reuse[kMaxClasses] = {};
   uint64_t rng = 0;
 
   // Stats have one writer (this participant): relaxed load + store, no RMW.
