@@ -9,6 +9,9 @@
 #   fuzz    libFuzzer target tests/fuzz/ (clang-14, ASan+UBSan) on corrupted
 #           segments for SHMKV_FUZZ_SECONDS (default 60) s, build in build-fuzz/
 #   format  clang-format-14 --dry-run -Werror over the C/C++ sources
+#   bench   the peer comparison suite in its 1-minute smoke form
+#           (scripts/bench.sh --smoke: Release build in build-bench/, Redis
+#           and memcached started on unix sockets); no target is enforced
 #
 # Every stage runs even if an earlier one failed; a summary line per stage
 # is printed at the end and the exit status is non-zero if any failed.
@@ -129,6 +132,10 @@ stage_format() {
   clang-format-14 --dry-run -Werror "${files[@]}"
 }
 
+stage_bench() {
+  bash scripts/bench.sh --smoke
+}
+
 total_start=$SECONDS
 run_stage setup stage_setup
 run_stage ctest stage_ctest
@@ -136,6 +143,7 @@ run_stage asan stage_asan
 run_stage tsan stage_tsan
 run_stage fuzz stage_fuzz
 run_stage format stage_format
+run_stage bench stage_bench
 
 echo
 echo "===== summary ($((SECONDS - total_start)) s) ====="

@@ -1,0 +1,385 @@
+// The results file (bench/results/latest.md), its CSV twin, and the data
+// files the gnuplot script (charts.gp) draws.
+#include <algorithm>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <sstream>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "suite.h"
+
+namespace peers {
+namespace {
+
+std::string Fmt(const char* fmt, double v) {
+  char b[64];
+  std::snprintf(b, sizeof(b), fmt, v);
+  return b;
+}
+
+std::string FmtOps(double v) {
+  if (v <= 0) return "–";
+  if (v >= 1e6) return Fmt("%.2f M", v / 1e6);
+  if (v >= 1e3) return Fmt("%.1f k", v / 1e3);
+  return Fmt("%.0f", v);
+}
+
+std::string FmtNs(double v) {
+  if (v <= 0) return "–";
+  if (v < 1e3) return Fmt("%.0f ns", v);
+  if (v < 1e6) return Fmt("%.1f µs", v / 1e3);
+  return Fmt("%.1f ms", v / 1e6);
+}
+
+std::string FmtRatio(double r) {
+  if (r <= 0) return "";
+  if (r >= 100) return Fmt("×%.0f", r);
+  if (r >= 10) return Fmt("×%.1f", r);
+  return Fmt("×%.2f", r);
+}
+
+using Key = std::tuple<std::string, std::string, int>;  // scenario, workload, procs
+
+struct Index {
+  std::vector<Key> order;
+  std::map<Key, std::map<std::string, const Row*>> at;
+
+  explicit Index(const std::vector<Row>& rows) {
+    for (const Row& r : rows) {
+      const Key k{r.scenario, r.workload, r.procs};
+      if (!at.count(k)) order.push_back(k);
+      at[k][r.peer] = &r;
+    }
+  }
+  const Row* Find(const std::string& sc, const std::string& wl, int procs,
+                  const std::string& peer) const {
+    auto it = at.find(Key{sc, wl, procs});
+    if (it == at.end()) return nullptr;
+    auto p = it->second.find(peer);
+    return p == it->second.end() || p->second->reps == 0 ? nullptr : p->second;
+  }
+  // shmkv ops/s over the peer's, in the same scenario, workload and process count.
+  double Ratio(const Row& r) const {
+    const Row* s = Find(r.scenario, r.workload, r.procs, "shmkv");
+    if (s == nullptr || r.ops_per_s <= 0 || r.reps == 0) return 0;
+    return s->ops_per_s / r.ops_per_s;
+  }
+};
+
+void Targets(const Report& r, const Index& ix, std::ostream& out) {
+  const std::string& sc = r.main_scenario;
+  out << "## Targets (DESIGN.md §9, issue 6)\n\n"
+      << "| target | measured | met |\n|---|---|---|\n";
+  auto row = [&](const std::string& what, const std::string& got, int met) {
+    out << "| " << what << " | " << got << " | "
+        << (met < 0 ? "not measured"
+            : met   ? "yes"
+                    : "**no**")
+        << " |\n";
+  };
+  const Row* g1 = ix.Find(sc, "get_hit", 1, "shmkv");
+  row("GET hit, 1 process: p50 < 100 ns", g1 ? FmtNs(g1->p50) + " (batch of 16 / 16)" : "–",
+      g1 ? g1->p50 < 100 : -1);
+  row("GET hit, 1 process: ≥ 10 M ops/s on one core", g1 ? FmtOps(g1->ops_per_s) + " ops/s" : "–",
+      g1 ? g1->ops_per_s >= 10e6 : -1);
+  const Row* s1 = ix.Find(sc, "set_update", 1, "shmkv");
+  row("SET update, 1 process: p50 < 150 ns", s1 ? FmtNs(s1->p50) : "–", s1 ? s1->p50 < 150 : -1);
+  auto ratio_target = [&](const std::string& what, const std::string& wl, int procs,
+                          const std::string& peer, double need) {
+    const Row* p = ix.Find(sc, wl, procs, peer);
+    const double q = p ? ix.Ratio(*p) : 0;
+    row(what, q > 0 ? FmtRatio(q) : "–", q > 0 ? q >= need : -1);
+  };
+  ratio_target("GET, 2 processes: ≥ 3× boost-ipc", "get_hit", 2, "boost-ipc", 3);
+  ratio_target("YCSB B (95/5) uniform, 2 processes: ≥ 5× boost-ipc", "ycsb_b_uniform", 2,
+               "boost-ipc", 5);
+  ratio_target("YCSB B (95/5) Zipf 0.99, 2 processes: ≥ 5× boost-ipc", "ycsb_b_zipf", 2,
+               "boost-ipc", 5);
+  ratio_target("GET vs Redis, 1 client, no pipelining: ≥ 50×", "get_hit", 1, "redis", 50);
+  ratio_target("GET vs Redis pipelined 16: ≥ 5×", "get_hit", 1, "redis-p16", 5);
+  const Row* inc = ix.Find(sc, "incr_hot", 2, "shmkv");
+  row("INCR one hot key, 2 processes: ≥ 5 M ops/s total, exact count",
+      inc ? FmtOps(inc->ops_per_s) + " ops/s, " +
+                (inc->unexpected == 0 ? "count exact" : "**count wrong**: " + inc->note)
+          : "–",
+      inc ? inc->ops_per_s >= 5e6 && inc->unexpected == 0 : -1);
+  {
+    const Row* s = ix.Find(r.big_scenario, "get_hit", 1, "shmkv");
+    const Row* b = ix.Find(r.big_scenario, "get_hit", 1, "shmkv-mget16");
+    const Row* m = ix.Find(r.big_scenario, "get_hit", 1, "std-umap");
+    std::string got = "–";
+    int met = -1;
+    if (b && m) {
+      const double slower = m->ops_per_s / b->ops_per_s;
+      got = "mget of 16 " + FmtOps(b->ops_per_s) + " keys/s vs " + FmtOps(m->ops_per_s) +
+            ": shmkv takes " + Fmt("%.2f×", slower) + " the time per key";
+      if (s) got += " (single gets: " + FmtOps(s->ops_per_s) + " ops/s)";
+      met = slower <= 2;
+    }
+    row("10 M keys: mget of 16 within 2× of std::unordered_map per key", got, met);
+  }
+  {
+    const MemoryResult* m = nullptr;
+    for (const auto& x : r.memory) {
+      if (x.peer == "shmkv" && (!m || x.items < m->items)) m = &x;
+    }
+    row("memory per item (16-B keys, 64-B values, index included): ≤ 150 B",
+        m ? Fmt("%.0f B", m->bytes_per_item) + " (smallest segment, " + std::to_string(m->items) +
+                " items)"
+          : "–",
+        m ? m->bytes_per_item <= 150 : -1);
+  }
+  {
+    const StallResult* s = nullptr;
+    for (const auto& x : r.stalls) {
+      if (x.peer == "shmkv" && x.note.empty()) s = &x;
+    }
+    const double during = s ? std::max(s->during_get_max, s->during_set_max) : 0;
+    row("a SIGSTOPped writer delays the other process ≤ 1 ms",
+        s ? "worst op during a stop " + FmtNs(during) + " (get " + FmtNs(s->during_get_max) +
+                ", set " + FmtNs(s->during_set_max) + "); outside stops " + FmtNs(s->outside_max)
+          : "–",
+        s ? during <= 1e6 : -1);
+  }
+  out << "\nThe PHP targets (FFI vs APCu) are measured by bench/php/.\n\n";
+}
+
+void Tables(const Report& r, const Index& ix, std::ostream& out) {
+  out << "## Throughput: ops/s (shmkv ÷ peer)\n\n"
+      << "Median of " << r.opt.reps
+      << " interleaved repetitions. A ratio above 1 means shmkv did more ops/s. "
+         "The 2-process rows add both processes' ops/s; redis and memcached with 2 "
+         "processes are 2 clients. p16 rows compare with shmkv in 1 process.\n\n";
+  std::string head = "| scenario | workload | procs |", sep = "|---|---|---|";
+  for (const auto& p : r.peers) {
+    head += " " + p + " |";
+    sep += "---|";
+  }
+  out << head << "\n" << sep << "\n";
+  for (const Key& k : ix.order) {
+    const auto& [sc, wl, procs] = k;
+    out << "| " << sc << " | " << wl << " | " << procs << " |";
+    for (const auto& p : r.peers) {
+      auto it = ix.at.at(k).find(p);
+      if (it == ix.at.at(k).end() || it->second->reps == 0) {
+        out << " – |";
+        continue;
+      }
+      const Row& row = *it->second;
+      std::string cell = FmtOps(row.ops_per_s);
+      if (p != "shmkv") {
+        const double q = ix.Ratio(row);
+        if (q > 0) cell += " (" + FmtRatio(q) + ")";
+      }
+      if (row.unexpected > 0) cell += " ⚠";
+      out << " " << cell << " |";
+    }
+    out << "\n";
+  }
+  out << "\n## Latency per op: p50 / p99 / p99.9\n\n"
+      << "In-process and shared-memory stores are timed in batches of 16 ops and a "
+         "p16 pipeline as one batch: their latency is the batch's time / 16. An "
+         "unpipelined server op is timed on its own (one round trip).\n\n";
+  out << head << "\n" << sep << "\n";
+  for (const Key& k : ix.order) {
+    const auto& [sc, wl, procs] = k;
+    out << "| " << sc << " | " << wl << " | " << procs << " |";
+    for (const auto& p : r.peers) {
+      auto it = ix.at.at(k).find(p);
+      if (it == ix.at.at(k).end() || it->second->reps == 0) {
+        out << " – |";
+        continue;
+      }
+      const Row& row = *it->second;
+      out << " " << FmtNs(row.p50) << " / " << FmtNs(row.p99) << " / " << FmtNs(row.p999) << " |";
+    }
+    out << "\n";
+  }
+  out << "\n";
+}
+
+void Checks(const Report& r, std::ostream& out) {
+  out << "## Checks\n\n";
+  int bad = 0;
+  for (const Row& row : r.rows) {
+    if (row.unexpected == 0 && (row.note.empty() || row.note == "n/a")) continue;
+    if (row.note == "n/a") continue;
+    ++bad;
+    out << "- ⚠ " << row.scenario << " " << row.workload << " " << row.peer << " ×" << row.procs
+        << ": " << row.unexpected << " unexpected outcomes"
+        << (row.note.empty() ? "" : " (" + row.note + ")") << "\n";
+  }
+  if (bad == 0) {
+    out << "Every run's outcomes were as the workload requires: every get_hit and YCSB get "
+           "hit, every get_miss missed, every delete found its key, every set succeeded, "
+           "and every incr_hot count was exact (hot counter = increments issued).\n";
+  }
+  for (const auto& m : r.messages) out << "- " << m << "\n";
+  out << "\n";
+}
+
+void Extras(const Report& r, std::ostream& out) {
+  out << "## Stall test\n\n"
+      << "Two processes on the 100k × 64 B store: one writes Zipf-hot keys without pause and "
+         "is SIGSTOPped "
+      << r.opt.stall_stops << " times for " << r.opt.stall_stop_ms
+      << " ms each (almost always inside a write: it does nothing else); the other runs YCSB A "
+         "(50/50) on the same hot keys, every op timed on its own.\n\n"
+      << "Two measures, because this machine is shared and a pinned process is still "
+         "preempted now and then: the victim's throughput while the writer was stopped and "
+         "while it was not (a writer that blocks others shows as a collapse while stopped), "
+         "and its ops slower than 100 µs, split by whether they overlap a stop (those outside "
+         "are the machine's own noise).\n\n"
+      << "| store | stops | stops that delayed an op > 1 ms | victim ops | victim ops/s while "
+         "stopped | while not | p50 | p99.9 | "
+         "worst get during a stop | worst set during a stop | ops > 1 ms during stops | worst "
+         "op outside stops | ops > 1 ms outside | note |\n"
+      << "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
+  for (const auto& s : r.stalls) {
+    out << "| " << s.peer << " | " << s.stops << " × " << s.stop_ms << " ms | " << s.stops_over_1ms
+        << " | " << s.victim_ops << " | " << FmtOps(s.rate_during) << " | "
+        << FmtOps(s.rate_outside) << " | " << FmtNs(s.p50) << " | " << FmtNs(s.p999) << " | "
+        << FmtNs(s.during_get_max) << " | " << FmtNs(s.during_set_max) << " | " << s.during_over_1ms
+        << " | " << FmtNs(s.outside_max) << " | " << s.outside_over_1ms << " | " << s.note
+        << " |\n";
+  }
+  out << "\n## Memory per item (16-B keys, 64-B values)\n\n"
+      << "| store | items | bytes per item | what was measured |\n|---|---|---|---|\n";
+  for (const auto& m : r.memory) {
+    out << "| " << m.peer << " | " << m.items << " | " << Fmt("%.1f", m.bytes_per_item) << " | "
+        << m.how << " |\n";
+  }
+  out << "\n## Instructions per op (callgrind)\n\n"
+      << "shmkv C API, " << r.opt.keys
+      << " keys of 16 B with 64-B values; Ir of a run with N ops minus Ir of the same run "
+         "with 0 ops, / N (a few Ir of the driver's loop included). Hardware counters are "
+         "not available here; instruction counts do not drift with the machine's noise, so "
+         "a regression shows here first.\n\n"
+      << "| op | ops | Ir per op | note |\n|---|---|---|---|\n";
+  for (const auto& c : r.callgrind) {
+    out << "| " << c.op << " | " << c.ops << " | " << Fmt("%.0f", c.ir_per_op) << " | " << c.note
+        << " |\n";
+  }
+  if (r.chase_ns > 0) {
+    out << "\n## Memory-latency floor\n\n"
+        << "A dependent load from a random cache line of a "
+        << Fmt("%.0f", static_cast<double>(r.chase_bytes) / (1 << 20))
+        << " MiB buffer (pointer chase): " << Fmt("%.1f", r.chase_ns)
+        << " ns. A lookup at 10 M keys that misses the caches pays this at least once for the "
+           "index and once for the value.\n";
+  }
+  out << "\n";
+}
+
+void WriteDat(const Report& r, const Index& ix, const std::string& dir) {
+  auto peers_with = [&](int procs) {
+    std::vector<std::string> out;
+    for (const auto& p : r.peers) {
+      for (const Row& row : r.rows) {
+        if (row.peer == p && row.procs == procs && row.reps > 0) {
+          out.push_back(p);
+          break;
+        }
+      }
+    }
+    return out;
+  };
+  auto per_workload = [&](const std::string& file, int procs, bool latency) {
+    std::ofstream f(dir + "/" + file);
+    const auto ps = peers_with(procs);
+    f << "workload";
+    for (const auto& p : ps) f << " " << p;
+    f << "\n";
+    for (const Key& k : ix.order) {
+      const auto& [sc, wl, pr] = k;
+      if (sc != r.main_scenario || pr != procs) continue;
+      f << wl;
+      for (const auto& p : ps) {
+        const Row* row = ix.Find(sc, wl, procs, p);
+        if (row == nullptr) {
+          f << " -";
+        } else {
+          f << " " << (latency ? row->p50 : row->ops_per_s / 1e6);
+        }
+      }
+      f << "\n";
+    }
+  };
+  per_workload("throughput_1p.dat", 1, false);
+  per_workload("throughput_2p.dat", 2, false);
+  per_workload("latency_p50_1p.dat", 1, true);
+  std::ofstream f(dir + "/value_size.dat");
+  const auto ps = peers_with(1);
+  f << "value_bytes";
+  for (const auto& p : ps) f << " " << p;
+  f << "\n";
+  std::map<uint32_t, std::string> sizes;
+  for (const Row& row : r.rows) {
+    if (row.keys == r.opt.keys && row.workload == "get_hit") sizes[row.value_len] = row.scenario;
+  }
+  for (const auto& [v, sc] : sizes) {
+    f << v;
+    for (const auto& p : ps) {
+      const Row* row = ix.Find(sc, "get_hit", 1, p);
+      if (row == nullptr) {
+        f << " -";
+      } else {
+        f << " " << row->ops_per_s / 1e6;
+      }
+    }
+    f << "\n";
+  }
+}
+
+}  // namespace
+
+void WriteReport(const Report& r, std::string* markdown) {
+  const Index ix(r.rows);
+  std::ostringstream out;
+  out << "# shmkv and its peers, side by side\n\n"
+      << "- date: " << r.date << "\n"
+      << "- machine: " << r.machine << "\n"
+      << "- commit: " << r.opt.commit << "\n"
+      << "- run: " << r.mode << " (`scripts/bench.sh" << (r.opt.smoke ? " --smoke" : "") << "`), "
+      << r.opt.reps << " repetition(s), " << Fmt("%.0f", r.opt.run_s * 1000) << " ms per run after "
+      << Fmt("%.0f", r.opt.warm_s * 1000) << " ms of warm-up, " << Fmt("%.0f", r.total_s)
+      << " s in all\n"
+      << "- method: every peer runs in the same run on the same data; worker processes are "
+         "forked, pinned to distinct cores and attach or connect on their own; ops are timed "
+         "with a calibrated rdtsc; ops/s counts the time inside timed batches only. The "
+         "machine is shared and noisy: trust the ratios more than the absolute numbers.\n\n"
+      << "- reading it: a server round trip (redis, memcached, unpipelined) takes ~5 µs when the "
+         "server's core is awake and ~40–50 µs when it must wake an idle virtual CPU; both "
+         "happen on this VM, so a server's p50 tells which one a run got, and its ratios move "
+         "by up to 10× between runs. With 2 clients, 2 pinned clients and the server share 2 "
+         "cores. The shared-memory and in-process stores are timed in batches of 16 ops (their "
+         "per-op latency is a batch's time / 16).\n\n"
+      << "![throughput, 1 process](throughput_1p.png)\n"
+      << "![throughput, 2 processes](throughput_2p.png)\n\n";
+  Targets(r, ix, out);
+  Tables(r, ix, out);
+  Extras(r, out);
+  Checks(r, out);
+  *markdown = out.str();
+
+  const std::string& dir = r.opt.out_dir;
+  std::ofstream md(dir + "/latest.md");
+  md << *markdown;
+  std::ofstream csv(dir + "/latest.csv");
+  csv << "scenario,workload,procs,peer,ops_per_s,p50_ns,p99_ns,p999_ns,max_ns,shmkv_ratio,"
+         "unexpected,reps,note\n";
+  for (const Row& row : r.rows) {
+    csv << '"' << row.scenario << "\"," << row.workload << "," << row.procs << "," << row.peer
+        << "," << row.ops_per_s << "," << row.p50 << "," << row.p99 << "," << row.p999 << ","
+        << row.max_ns << "," << ix.Ratio(row) << "," << row.unexpected << "," << row.reps << ",\""
+        << row.note << "\"\n";
+  }
+  WriteDat(r, ix, dir);
+  if (!md || !csv) std::cerr << "bench_peers: could not write the results into " << dir << "\n";
+}
+
+}  // namespace peers

@@ -1,0 +1,103 @@
+// Types shared by the driver (bench_peers.cc), the report (report.cc) and the
+// side measurements (extras.cc: memory per item, callgrind, memory latency).
+#ifndef SHMKV_BENCH_PEERS_SUITE_H_
+#define SHMKV_BENCH_PEERS_SUITE_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace peers {
+
+struct Options {
+  bool smoke = false;
+  std::string redis_sock, redis_evict_sock;
+  std::string memcached_sock, memcached_evict_sock;
+  std::string out_dir = "bench/results";
+  std::string commit = "unknown";
+  std::string peers = "all";  // comma-separated subset of the peer names
+  int reps = 3;
+  double run_s = 0.3;   // measured time of one run
+  double warm_s = 0.1;  // warm-up before it, in the same process
+  uint64_t keys = 100'000;
+  uint64_t big_keys = 10'000'000;  // 0: no big run
+  std::vector<uint64_t> memory_items = {100'000, 1'000'000};
+  uint64_t callgrind_ops = 100'000;  // 0: no callgrind
+  int stall_stops = 10;
+  int stall_stop_ms = 50;
+  // Internal: the driver runs itself under callgrind with these.
+  std::string callgrind_op;
+  uint64_t callgrind_keys = 0;
+};
+
+// One measured result, the median of the repetitions.
+struct Row {
+  std::string scenario;  // "100k × 64 B"
+  uint64_t keys = 0;
+  uint32_t value_len = 0;
+  std::string workload;  // "get_hit"
+  int procs = 1;
+  std::string peer;  // "shmkv", "redis-p16", ...
+  double ops_per_s = 0;
+  double p50 = 0, p99 = 0, p999 = 0, max_ns = 0;  // per op, ns
+  uint64_t unexpected = 0;  // outcomes the workload rules out (a miss in get_hit...)
+  int reps = 0;             // repetitions that ran
+  std::string note;         // why it did not run, or a check that failed
+};
+
+struct StallResult {
+  std::string peer;
+  int stops = 0, stop_ms = 0;
+  uint64_t victim_ops = 0;
+  double p50 = 0, p999 = 0, max_ns = 0;
+  // Victim ops slower than 100 µs, by whether they overlap a stop.
+  double during_get_max = 0, during_set_max = 0, outside_max = 0;
+  uint64_t during_over_1ms = 0, outside_over_1ms = 0;
+  double rate_during = 0, rate_outside = 0;  // victim ops/s while stopped / not
+  int stops_over_1ms = 0;                    // stops during which some victim op took > 1 ms
+  std::string note;
+};
+
+struct MemoryResult {
+  std::string peer;
+  uint64_t items = 0;
+  double bytes_per_item = 0;
+  std::string how;  // what was measured
+};
+
+struct CallgrindResult {
+  std::string op;
+  uint64_t ops = 0;
+  double ir_per_op = 0;
+  std::string note;
+};
+
+struct Report {
+  Options opt;
+  std::string date, machine, mode;
+  std::string main_scenario, big_scenario;  // labels of the 64-B scenarios
+  double total_s = 0;
+  std::vector<std::string> peers;  // column order
+  std::vector<Row> rows;
+  std::vector<StallResult> stalls;
+  std::vector<MemoryResult> memory;
+  std::vector<CallgrindResult> callgrind;
+  double chase_ns = 0;  // memory-latency floor, 0 = not measured
+  uint64_t chase_bytes = 0;
+  std::vector<std::string> messages;  // skipped peers and runs, and why
+};
+
+// extras.cc
+std::vector<MemoryResult> MeasureMemory(const Options& opt, std::vector<std::string>* messages);
+std::vector<CallgrindResult> MeasureCallgrind(const Options& opt,
+                                              std::vector<std::string>* messages);
+int CallgrindChild(const Options& opt);  // the program run under valgrind
+double PointerChaseNs(uint64_t bytes);
+uint64_t MemAvailableBytes();
+
+// report.cc
+void WriteReport(const Report& r, std::string* markdown);
+
+}  // namespace peers
+
+#endif  // SHMKV_BENCH_PEERS_SUITE_H_
