@@ -1,0 +1,382 @@
+<?php
+/* shmkv from PHP through FFI: a thin wrapper over the C API of
+   lib/include/shmkv/shmkv.h (libshmkv.so).
+
+     require 'bindings/php/Shmkv.php';
+     $kv = Shmkv::create('sessions', ['memory_bytes' => 64 << 20]);
+     $kv->set('user:42', 'alice', 30000);      // TTL in milliseconds, 0 = none
+     $v  = $kv->get('user:42');                // string, or null when missing
+     $kv->add('lock:42', '1', 5000);           // false if the key exists
+     $n  = $kv->incr('hits');                  // int
+     $kv->delete('user:42');                   // false if it was missing
+     $kv->close();
+
+   The library is loaded from $SHMKV_LIB, else from the build tree
+   (build/lib/libshmkv.so beside this repository), else as libshmkv.so.0
+   from the loader's search path. FFI must be allowed: the CLI allows it by
+   default (ffi.enable=preload lets the CLI call FFI::cdef); FPM and the
+   cli-server need ffi.enable=1 or the ffi.preload route
+   (see shared/research/ecosystem.md §4).
+
+   Errors are ShmkvException with the library's code (a negative SHMKV_E*
+   value, or a positive errno) as getCode() and a message made of
+   shmkv_strerror() and shmkv_last_error(). "Not found" and "exists" are not
+   errors: get() returns null, add() and delete() return false.
+
+   Keys and values are PHP strings, binary-safe (NUL bytes included). get()
+   copies into one preallocated buffer per handle and makes the PHP string
+   from it with FFI::string(), so a hit costs one FFI call and one string
+   allocation; the buffer grows (and stays grown) for a larger value.
+
+   A handle may be used by a child after pcntl_fork() (the library registers
+   the child on its first call); opening a handle in each child works too. */
+
+declare(strict_types=1);
+
+final class ShmkvException extends RuntimeException
+{
+}
+
+final class Shmkv
+{
+    /* Copied from lib/include/shmkv/shmkv.h, without comments and the
+       SHMKV_EXPORT macro, which FFI cannot parse (it takes plain
+       declarations only). tests/php checks every line against the header. */
+    public const CDEF = <<<'CDEF'
+typedef struct shmkv_handle shmkv_t;
+typedef struct shmkv_options {
+  uint32_t struct_size;
+  uint64_t memory_bytes;
+  uint64_t max_items;
+  uint32_t max_key_len;
+  uint32_t max_value_len;
+  uint32_t mode;
+  uint32_t flags;
+  uint32_t evict_policy;
+} shmkv_options_t;
+void shmkv_options_init(shmkv_options_t *opts);
+int shmkv_open(const char *name, const shmkv_options_t *opts, shmkv_t **out);
+int shmkv_close(shmkv_t *kv);
+int shmkv_unlink(const char *name);
+typedef struct shmkv_item_info {
+  uint32_t struct_size;
+  uint64_t cas;
+  int64_t ttl_ms;
+  uint32_t user_flags;
+  uint64_t value_len;
+  uint32_t write_flags;
+} shmkv_item_info_t;
+int shmkv_get(shmkv_t *kv, const void *key, size_t key_len, void *buf, size_t buf_len, size_t *val_len, shmkv_item_info_t *info);
+typedef struct shmkv_write_opts {
+  uint32_t struct_size;
+  uint32_t mode;
+  uint64_t ttl_ms;
+  uint64_t expect_cas;
+  uint32_t user_flags;
+  uint32_t flags;
+} shmkv_write_opts_t;
+void shmkv_write_opts_init(shmkv_write_opts_t *opts);
+int shmkv_set(shmkv_t *kv, const void *key, size_t key_len, const void *val, size_t val_len, uint64_t ttl_ms);
+int shmkv_store(shmkv_t *kv, const void *key, size_t key_len, const void *val, size_t val_len, const shmkv_write_opts_t *opts, uint64_t *new_cas);
+int shmkv_delete(shmkv_t *kv, const void *key, size_t key_len, uint64_t expect_cas);
+int shmkv_incr(shmkv_t *kv, const void *key, size_t key_len, int64_t delta, int64_t initial, uint64_t ttl_ms, int64_t *result);
+int shmkv_touch(shmkv_t *kv, const void *key, size_t key_len, uint64_t ttl_ms);
+int shmkv_ttl(shmkv_t *kv, const void *key, size_t key_len, int64_t *ttl_ms);
+const char *shmkv_strerror(int code);
+const char *shmkv_version(void);
+const char *shmkv_last_error(void);
+CDEF;
+
+    /* Open flags, eviction policies, write modes and error codes (shmkv.h). */
+    public const OPEN_CREATE = 1;
+    public const OPEN_EXCL = 2;
+    public const OPEN_READONLY = 4;
+    public const OPEN_PRECISE_CLOCK = 8;
+    public const EVICT_ALLKEYS = 0;
+    public const EVICT_VOLATILE = 1;
+    public const EVICT_NONE = 2;
+    public const MODE_SET = 0;
+    public const MODE_ADD = 1;
+    public const MODE_REPLACE = 2;
+    public const ENOTFOUND = -1001;
+    public const EEXIST = -1002;
+    public const ECAS = -1003;
+    public const ETOOSMALL = -1004;
+    public const EINVAL = -1005;
+    public const EKEYTOOBIG = -1006;
+    public const EVALTOOBIG = -1007;
+    public const ENOSPC = -1008;
+    public const ENOTNUM = -1009;
+    public const EOVERFLOW = -1010;
+    public const ENOSEG = -1011;
+    public const EACCES = -1012;
+    public const EBADSEG = -1013;
+    public const EREADONLY = -1014;
+    public const EBUSY = -1015;
+
+    /** Initial size of the get() buffer; it grows on demand. */
+    public const INITIAL_BUFFER = 65536;
+
+    private static ?FFI $lib = null;
+
+    private FFI $ffi;
+    /** @var FFI\CData|null shmkv_t*; null once closed */
+    private ?FFI\CData $h;
+    private FFI\CData $buf;      // char[bufLen], reused by every get()
+    private int $bufLen;
+    private FFI\CData $len;      // size_t[1]: get()'s value length
+    private FFI\CData $num;      // int64_t[1]: incr() and ttl() results
+    private FFI\CData $addOpts;  // shmkv_write_opts_t for add()
+
+    /** The loaded library (one FFI::cdef per process). */
+    public static function ffi(): FFI
+    {
+        return self::$lib ??= FFI::cdef(self::CDEF, self::libraryPath());
+    }
+
+    public static function libraryPath(): string
+    {
+        $env = getenv('SHMKV_LIB');
+        if (is_string($env) && $env !== '') {
+            return $env;
+        }
+        $built = dirname(__DIR__, 2) . '/build/lib/libshmkv.so';
+        return is_file($built) ? $built : 'libshmkv.so.0';
+    }
+
+    public static function version(): string
+    {
+        return self::ffi()->shmkv_version();
+    }
+
+    /** Opens an existing segment. */
+    public static function open(string $name, bool $readonly = false): self
+    {
+        return self::openWith($name, ['readonly' => $readonly], false);
+    }
+
+    /**
+     * Creates a segment, or opens it as it is if it exists (its own geometry
+     * wins) unless 'exclusive' is set. Options: memory_bytes, max_items,
+     * max_key_len, max_value_len, mode, evict_policy (int), exclusive,
+     * precise_clock (bool).
+     */
+    public static function create(string $name, array $options = []): self
+    {
+        return self::openWith($name, $options, true);
+    }
+
+    /** Removes a segment's name; false if there was none. */
+    public static function unlink(string $name): bool
+    {
+        $ffi = self::ffi();
+        $rc = $ffi->shmkv_unlink($name);
+        if ($rc === self::ENOSEG) {
+            return false;
+        }
+        if ($rc !== 0) {
+            throw self::error($ffi, $rc, "unlink($name)");
+        }
+        return true;
+    }
+
+    private static function openWith(string $name, array $options, bool $create): self
+    {
+        $ffi = self::ffi();
+        $opts = $ffi->new('shmkv_options_t');
+        $ffi->shmkv_options_init(FFI::addr($opts));
+        $flags = $create ? self::OPEN_CREATE : 0;
+        foreach ($options as $k => $v) {
+            switch ($k) {
+                case 'memory_bytes':
+                case 'max_items':
+                case 'max_key_len':
+                case 'max_value_len':
+                case 'mode':
+                case 'evict_policy':
+                    $opts->$k = (int)$v;
+                    break;
+                case 'exclusive':
+                    $flags |= $v ? self::OPEN_EXCL : 0;
+                    break;
+                case 'readonly':
+                    $flags |= $v ? self::OPEN_READONLY : 0;
+                    break;
+                case 'precise_clock':
+                    $flags |= $v ? self::OPEN_PRECISE_CLOCK : 0;
+                    break;
+                default:
+                    throw new InvalidArgumentException("Shmkv: unknown option '$k'");
+            }
+        }
+        $opts->flags = $flags;
+        $h = $ffi->new('shmkv_t*');
+        $rc = $ffi->shmkv_open($name, FFI::addr($opts), FFI::addr($h));
+        if ($rc !== 0) {
+            throw self::error($ffi, $rc, "open($name)");
+        }
+        return new self($ffi, $h);
+    }
+
+    private function __construct(FFI $ffi, FFI\CData $h)
+    {
+        $this->ffi = $ffi;
+        $this->h = $h;
+        $this->bufLen = self::INITIAL_BUFFER;
+        $this->buf = $ffi->new('char[' . self::INITIAL_BUFFER . ']');
+        $this->len = $ffi->new('size_t[1]');
+        $this->num = $ffi->new('int64_t[1]');
+        $this->addOpts = $ffi->new('shmkv_write_opts_t');
+        $ffi->shmkv_write_opts_init(FFI::addr($this->addOpts));
+        $this->addOpts->mode = self::MODE_ADD;
+    }
+
+    public function __destruct()
+    {
+        if ($this->h !== null) {
+            $this->ffi->shmkv_close($this->h);
+            $this->h = null;
+        }
+    }
+
+    /** Detaches (idempotent). Later calls on this object throw. */
+    public function close(): void
+    {
+        if ($this->h !== null) {
+            $h = $this->h;
+            $this->h = null;
+            $rc = $this->ffi->shmkv_close($h);
+            if ($rc !== 0) {
+                throw self::error($this->ffi, $rc, 'close');
+            }
+        }
+    }
+
+    /** The value, or null when the key is missing or expired. */
+    public function get(string $key): ?string
+    {
+        // The hot path: one FFI call into the reused buffer, one copy out.
+        $rc = $this->ffi->shmkv_get($this->h ?? $this->closed(), $key, \strlen($key),
+                                    $this->buf, $this->bufLen, $this->len, null);
+        if ($rc === 0) {
+            return FFI::string($this->buf, $this->len[0]);
+        }
+        return $this->getSlow($key, $rc);
+    }
+
+    private function getSlow(string $key, int $rc): ?string
+    {
+        // A value larger than the buffer: grow it to the size the library
+        // reported and retry (the value may have grown again meanwhile).
+        while ($rc === self::ETOOSMALL) {
+            $need = $this->len[0];
+            $size = max($need, 2 * $this->bufLen);
+            $this->buf = $this->ffi->new("char[$size]");
+            $this->bufLen = $size;
+            $rc = $this->ffi->shmkv_get($this->h, $key, \strlen($key),
+                                        $this->buf, $this->bufLen, $this->len, null);
+        }
+        if ($rc === 0) {
+            return FFI::string($this->buf, $this->len[0]);
+        }
+        if ($rc === self::ENOTFOUND) {
+            return null;
+        }
+        throw self::error($this->ffi, $rc, 'get');
+    }
+
+    /** Upsert. $ttlMs: milliseconds, 0 = no expiry. */
+    public function set(string $key, string $value, int $ttlMs = 0): void
+    {
+        $rc = $this->ffi->shmkv_set($this->h ?? $this->closed(), $key, \strlen($key),
+                                    $value, \strlen($value), $ttlMs);
+        if ($rc !== 0) {
+            throw self::error($this->ffi, $rc, 'set');
+        }
+    }
+
+    /** Stores only if the key is absent; false if it is present. */
+    public function add(string $key, string $value, int $ttlMs = 0): bool
+    {
+        $this->addOpts->ttl_ms = $ttlMs;
+        $rc = $this->ffi->shmkv_store($this->h ?? $this->closed(), $key, \strlen($key),
+                                      $value, \strlen($value), FFI::addr($this->addOpts), null);
+        if ($rc === 0) {
+            return true;
+        }
+        if ($rc === self::EEXIST) {
+            return false;
+        }
+        throw self::error($this->ffi, $rc, 'add');
+    }
+
+    /** True if the key was deleted, false if it was missing. */
+    public function delete(string $key): bool
+    {
+        $rc = $this->ffi->shmkv_delete($this->h ?? $this->closed(), $key, \strlen($key), 0);
+        if ($rc === 0) {
+            return true;
+        }
+        if ($rc === self::ENOTFOUND) {
+            return false;
+        }
+        throw self::error($this->ffi, $rc, 'delete');
+    }
+
+    /**
+     * Atomic add; returns the new value. A missing key is created holding
+     * $initial (delta not applied) with $ttlMs; an existing one keeps its TTL.
+     */
+    public function incr(string $key, int $delta = 1, int $initial = 0, int $ttlMs = 0): int
+    {
+        $rc = $this->ffi->shmkv_incr($this->h ?? $this->closed(), $key, \strlen($key),
+                                     $delta, $initial, $ttlMs, $this->num);
+        if ($rc !== 0) {
+            throw self::error($this->ffi, $rc, 'incr');
+        }
+        return $this->num[0];
+    }
+
+    /** Remaining TTL in ms, -1 for no expiry, null when the key is missing. */
+    public function ttl(string $key): ?int
+    {
+        $rc = $this->ffi->shmkv_ttl($this->h ?? $this->closed(), $key, \strlen($key), $this->num);
+        if ($rc === 0) {
+            return $this->num[0];
+        }
+        if ($rc === self::ENOTFOUND) {
+            return null;
+        }
+        throw self::error($this->ffi, $rc, 'ttl');
+    }
+
+    /** Sets a new TTL (0 = persist); false when the key is missing. */
+    public function touch(string $key, int $ttlMs): bool
+    {
+        $rc = $this->ffi->shmkv_touch($this->h ?? $this->closed(), $key, \strlen($key), $ttlMs);
+        if ($rc === 0) {
+            return true;
+        }
+        if ($rc === self::ENOTFOUND) {
+            return false;
+        }
+        throw self::error($this->ffi, $rc, 'touch');
+    }
+
+    private function closed(): never
+    {
+        throw new ShmkvException('shmkv: handle is closed', self::EINVAL);
+    }
+
+    private static function error(FFI $ffi, int $rc, string $what): ShmkvException
+    {
+        // Read the thread's last error first: no other shmkv call in between.
+        $detail = $ffi->shmkv_last_error();
+        $name = $ffi->shmkv_strerror($rc);
+        $msg = "shmkv $what: $name";
+        if ($detail !== '' && $detail !== $name) {
+            $msg .= ": $detail";
+        }
+        return new ShmkvException($msg, $rc);
+    }
+}
