@@ -30,6 +30,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 #   binutils                                      nm/objdump (no libatomic calls test)
 #   tmux                                          drives `shmkv top` (tests/tools)
 #   php8.2-cli                                    PHP FFI binding test (tests/php)
+#   python3-pytest libpython3.11-testsuite        Python binding tests (pytest, and
+#                                                 CPython's test.mapping_tests)
 PACKAGES=(
   build-essential cmake ninja-build pkg-config
   libboost-dev libboost-program-options-dev
@@ -42,6 +44,7 @@ PACKAGES=(
   binutils
   tmux
   php8.2-cli
+  python3-pytest libpython3.11-testsuite
 )
 
 missing=()
