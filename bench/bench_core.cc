@@ -218,7 +218,7 @@ void BM_ShmkvMGet16C(benchmark::State& state) {
       kp[j] = k.data();
       kl[j] = k.size();
     }
-    if (int rc = shmkv_mget(kv, kBatch, kp, kl, bp, caps, lens, rcs)) {
+    if (int rc = shmkv_mget(kv, kBatch, kp, kl, bp, caps, lens, rcs, nullptr)) {
       Skip(state, "shmkv_mget", shmkv::MakeErrorCode(rc));
       break;
     }

@@ -110,7 +110,7 @@ class ShmkvBackend final : public Backend {
       bufs[i] = buf + i * slice;
       caps[i] = slice;
     }
-    if (shmkv_mget(kv_, n, keys, klens, bufs, caps, lens, rcs) != 0) {
+    if (shmkv_mget(kv_, n, keys, klens, bufs, caps, lens, rcs, nullptr) != 0) {
       out->errors += n;
       return true;
     }

@@ -140,7 +140,8 @@ int shmkv_get(shmkv_t* kv, const void* key, size_t key_len, void* buf, size_t bu
 }
 
 int shmkv_mget(shmkv_t* kv, size_t n, const void* const* keys, const size_t* key_lens,
-               void* const* bufs, const size_t* buf_lens, size_t* val_lens, int* rcs) {
+               void* const* bufs, const size_t* buf_lens, size_t* val_lens, int* rcs,
+               shmkv_item_info_t* infos) {
   return Guard([&]() -> int {
     SHMKV_ENTER_LAZY_CLOCK(kv);
     if (n == 0) return 0;
@@ -164,7 +165,7 @@ int shmkv_mget(shmkv_t* kv, size_t n, const void* const* keys, const size_t* key
         rcs[base + i] = rc;
       }
       shmkv::internal::OpMGet(c, m, views, bufs + base, buf_lens + base, val_lens + base,
-                              rcs + base);
+                              rcs + base, infos ? infos + base : nullptr);
     }
     return 0;
   });

@@ -120,7 +120,7 @@ std::error_code Cache::MGet(std::span<const std::string_view> keys,
         bufs[i] = o->data();
         caps[i] = o->size();
       }
-      internal::OpMGet(c, m, keys.data() + base, bufs, caps, lens, rcs);
+      internal::OpMGet(c, m, keys.data() + base, bufs, caps, lens, rcs, nullptr);
       for (size_t i = 0; i < m; ++i) {
         std::optional<std::string>& o = (*out)[base + i];
         if (rcs[i] == 0) {

@@ -127,7 +127,7 @@ int OpGetString(Ctx& c, std::string_view key, std::string* out, shmkv_item_info_
 // Batch get (shmkv_mget): keys[i] (valid, checked by the caller) into
 // bufs[i]; per-key results in rcs[i].
 void OpMGet(Ctx& c, size_t n, const std::string_view* keys, void* const* bufs,
-            const size_t* buf_lens, size_t* val_lens, int* rcs);
+            const size_t* buf_lens, size_t* val_lens, int* rcs, shmkv_item_info_t* infos);
 int OpStore(Ctx& c, std::string_view key, std::string_view val, const shmkv_write_opts_t& o,
             uint64_t* new_cas);
 int OpDelete(Ctx& c, std::string_view key, uint64_t expect_cas);

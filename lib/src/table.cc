@@ -658,7 +658,7 @@ int OpGet(Ctx& c, std::string_view key, void* buf, size_t buf_len, size_t* val_l
 // the other. The prefetches are hints: correctness is GetHashed's. An
 // empty key (one the caller found invalid) is skipped, rcs[i] untouched.
 void OpMGet(Ctx& c, size_t n, const std::string_view* keys, void* const* bufs,
-            const size_t* buf_lens, size_t* val_lens, int* rcs) {
+            const size_t* buf_lens, size_t* val_lens, int* rcs, shmkv_item_info_t* infos) {
   constexpr size_t kGroup = 16;
   KeyHash h[kGroup];
   Cands cs[kGroup];
@@ -685,7 +685,8 @@ void OpMGet(Ctx& c, size_t n, const std::string_view* keys, void* const* bufs,
     for (size_t i = 0; i < m; ++i) {
       const size_t k = base + i;
       if (keys[k].empty()) continue;
-      rcs[k] = GetHashed(c, keys[k], h[i], cs[i], bufs[k], buf_lens[k], &val_lens[k], nullptr);
+      rcs[k] = GetHashed(c, keys[k], h[i], cs[i], bufs[k], buf_lens[k], &val_lens[k],
+                         infos ? &infos[k] : nullptr);
     }
   }
 }

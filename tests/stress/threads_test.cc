@@ -273,7 +273,7 @@ TEST(ThreadsTest, ReadersNeverSeeTornForeignOrUnwrittenValues) {
           while (NowNs() < deadline) {
             if (t == 3) {
               if (shmkv_mget(h, kKeys, kp.data(), kl.data(), bp.data(), caps.data(), lens.data(),
-                             rcs.data()) != 0) {
+                             rcs.data(), nullptr) != 0) {
                 errors++;
                 continue;
               }

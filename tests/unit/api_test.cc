@@ -1351,6 +1351,7 @@ TEST_F(ApiTest, MGetReturnsEachKeysResult) {
   }
   shmkv::testing::SetFakeNowMs(1'000'000);
   ASSERT_EQ(Set(keys[10], "short-lived", 100), 0);
+  ASSERT_EQ(Store(keys[12], std::string(12, 'm'), SHMKV_SET, 0, nullptr, 59200, 77), 0);
   shmkv::testing::SetFakeNowMs(1'000'200);
   std::vector<const void*> kp;
   std::vector<size_t> kl, caps(kN, 64), lens(kN, 12345);
@@ -1361,8 +1362,11 @@ TEST_F(ApiTest, MGetReturnsEachKeysResult) {
     bp.push_back(bufs[i].data());
   }
   std::vector<int> rcs(kN, -1);
-  ASSERT_EQ(
-      shmkv_mget(kv_, kN, kp.data(), kl.data(), bp.data(), caps.data(), lens.data(), rcs.data()), 0)
+  std::vector<shmkv_item_info_t> infos(kN);
+  for (auto& in : infos) in.struct_size = sizeof(in);
+  ASSERT_EQ(shmkv_mget(kv_, kN, kp.data(), kl.data(), bp.data(), caps.data(), lens.data(),
+                       rcs.data(), infos.data()),
+            0)
       << shmkv_last_error();
   shmkv::testing::SetFakeNowMs(-1);
   for (size_t i = 0; i < kN; ++i) {
@@ -1376,6 +1380,10 @@ TEST_F(ApiTest, MGetReturnsEachKeysResult) {
       ASSERT_EQ(rcs[i], 0);
       ASSERT_EQ(lens[i], i);
       EXPECT_EQ(bufs[i].substr(0, i), std::string(i, static_cast<char>('a' + i % 26)));
+      EXPECT_EQ(infos[i].value_len, i);  // info filled as shmkv_get fills it
+      EXPECT_EQ(infos[i].ttl_ms, i == 12 ? 59000 : -1);
+      EXPECT_EQ(infos[i].user_flags, i == 12 ? 77u : 0u);
+      EXPECT_NE(infos[i].cas, 0u);
     }
   }
   // Every key counted as one get.
@@ -1395,18 +1403,18 @@ TEST_F(ApiTest, MGetReportsBadKeysPerKeyAndBadArgumentsForTheCall) {
   const size_t caps[] = {16, 16, 16, 16};
   size_t lens[4];
   int rcs[4];
-  ASSERT_EQ(shmkv_mget(kv_, 4, keys, klens, bufs, caps, lens, rcs), 0);
+  ASSERT_EQ(shmkv_mget(kv_, 4, keys, klens, bufs, caps, lens, rcs, nullptr), 0);
   EXPECT_EQ(rcs[0], 0);
   EXPECT_EQ(std::string(b0, lens[0]), "alpha");
   EXPECT_EQ(rcs[1], SHMKV_EINVAL);
   EXPECT_EQ(rcs[2], SHMKV_EKEYTOOBIG);
   EXPECT_EQ(rcs[3], SHMKV_EINVAL);
   // The call's own arguments.
-  EXPECT_EQ(shmkv_mget(kv_, 0, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr), 0);
-  EXPECT_EQ(shmkv_mget(kv_, 4, keys, klens, bufs, caps, lens, nullptr), SHMKV_EINVAL);
-  EXPECT_EQ(shmkv_mget(nullptr, 4, keys, klens, bufs, caps, lens, rcs), SHMKV_EINVAL);
+  EXPECT_EQ(shmkv_mget(kv_, 0, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr), 0);
+  EXPECT_EQ(shmkv_mget(kv_, 4, keys, klens, bufs, caps, lens, nullptr, nullptr), SHMKV_EINVAL);
+  EXPECT_EQ(shmkv_mget(nullptr, 4, keys, klens, bufs, caps, lens, rcs, nullptr), SHMKV_EINVAL);
   void* nobuf[] = {nullptr, b1, b2, b3};
-  EXPECT_EQ(shmkv_mget(kv_, 4, keys, klens, nobuf, caps, lens, rcs), SHMKV_EINVAL);
+  EXPECT_EQ(shmkv_mget(kv_, 4, keys, klens, nobuf, caps, lens, rcs, nullptr), SHMKV_EINVAL);
   EXPECT_NE(std::string(shmkv_last_error()).find("bufs[0]"), std::string::npos);
   EXPECT_EQ(Get("sentinel:text"), "alpha");
 }

@@ -316,7 +316,7 @@ class Cache : public Napi::ObjectWrap<Cache> {
       bufs[i] = mget_out_.data() + i * slot_;
     }
     const int rc = shmkv_mget(kv, n, key_ptrs.data(), key_lens.data(), bufs.data(), buf_lens.data(),
-                              val_lens.data(), rcs.data());
+                              val_lens.data(), rcs.data(), nullptr);
     if (rc != 0) throw MakeError(env, rc, "mget");
     size_t largest = 0;
     for (size_t i = 0; i < n; ++i) {

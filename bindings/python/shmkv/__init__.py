@@ -27,8 +27,8 @@ for itself:
                        str, or by another language, or created by incr())
                        comes back as str when it is valid UTF-8, else bytes.
 
-get_many() is the exception: the C shmkv_mget returns no user_flags, so it
-returns bytes (or str decoded with its `encoding` argument).
+get_many() reads the flags too (shmkv_mget fills each key's item info), so
+its values come back as stored as well.
 
 TTLs: `ttl` is seconds as an int or float, or a datetime.timedelta; None or
 0 means no expiry; a positive TTL under a millisecond is rounded up to 1 ms
@@ -310,7 +310,7 @@ def _declare(lib):
         "shmkv_unlink": (c_int, [cp]),
         "shmkv_get": (c_int, [handle, cp, c_size_t, vp, c_size_t, byref_size, p(_ItemInfo)]),
         "shmkv_mget": (c_int, [handle, c_size_t, p(vp), p(c_size_t), p(vp), p(c_size_t),
-                               p(c_size_t), p(c_int)]),
+                               p(c_size_t), p(c_int), p(_ItemInfo)]),
         "shmkv_store": (c_int, [handle, cp, c_size_t, cp, c_size_t, p(_WriteOpts), p(c_u64)]),
         "shmkv_delete": (c_int, [handle, cp, c_size_t, c_u64]),
         "shmkv_incr": (c_int, [handle, cp, c_size_t, c_i64, c_i64, c_u64, p(c_i64)]),
@@ -601,8 +601,9 @@ class Cache(collections.abc.MutableMapping):
 
     def get_many(self, keys, encoding=None):
         """{key: value} for the keys present, read with one shmkv_mget call.
-        The values are bytes (the C batch get returns no user_flags), or
-        str decoded with `encoding` if it is given."""
+        Each value comes back as get() returns it (str if stored as str,
+        else bytes), unless `encoding` is given: then every value is bytes
+        decoded with it."""
         h = self._handle()
         keys = list(keys)
         n = len(keys)
@@ -618,7 +619,10 @@ class Cache(collections.abc.MutableMapping):
         buf_lens = (ctypes.c_size_t * n)(*([_MGET_SLOT] * n))
         val_lens = (ctypes.c_size_t * n)()
         rcs = (ctypes.c_int * n)()
-        rc = _lib.shmkv_mget(h, n, key_ptrs, key_lens, bufs, buf_lens, val_lens, rcs)
+        infos = (_ItemInfo * n)()
+        for info in infos:
+            info.struct_size = ctypes.sizeof(_ItemInfo)
+        rc = _lib.shmkv_mget(h, n, key_ptrs, key_lens, bufs, buf_lens, val_lens, rcs, infos)
         if rc:
             raise _error(rc)
         out = {}
@@ -626,17 +630,18 @@ class Cache(collections.abc.MutableMapping):
             r = rcs[i]
             if r == 0:
                 value = ctypes.string_at(base + i * _MGET_SLOT, val_lens[i])
+                flags = infos[i].user_flags
             elif r == ENOTFOUND:
                 continue
             elif r == ETOOSMALL:
                 got = self._get(raw[i])
                 if got is None:
                     continue
-                value = got[0]
+                value, flags = got[0], got[1]
             else:
                 message = "key %d of %d: %s" % (i, n, _strerror(r))
                 raise _ERRORS.get(r, Error)(r, message)
-            out[key] = value.decode(encoding) if encoding else value
+            out[key] = value.decode(encoding) if encoding else _value_out(value, flags)
         return out
 
     mget = get_many

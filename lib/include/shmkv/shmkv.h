@@ -121,11 +121,14 @@ SHMKV_EXPORT void shmkv_free(void *p);
    bufs[i]/buf_lens[i] receive the value and val_lens[i] its length, and
    rcs[i] is that key's result: 0, SHMKV_ENOTFOUND, SHMKV_ETOOSMALL
    (nothing copied, val_lens[i] = size needed), or SHMKV_EINVAL /
-   SHMKV_EKEYTOOBIG for a bad key. Each key is read atomically; the batch as
-   a whole is not a snapshot. Returns 0 when the arguments are valid (the
-   per-key results are in rcs), else an error code and rcs untouched. */
+   SHMKV_EKEYTOOBIG for a bad key. infos may be NULL; else infos[i] is
+   filled as shmkv_get fills its info (set each struct_size first). Each key
+   is read atomically; the batch as a whole is not a snapshot. Returns 0
+   when the arguments are valid (the per-key results are in rcs), else an
+   error code and rcs untouched. */
 SHMKV_EXPORT int shmkv_mget(shmkv_t *kv, size_t n, const void *const *keys, const size_t *key_lens,
-                            void *const *bufs, const size_t *buf_lens, size_t *val_lens, int *rcs);
+                            void *const *bufs, const size_t *buf_lens, size_t *val_lens, int *rcs,
+                            shmkv_item_info_t *infos);
 
 typedef struct shmkv_write_opts {
   uint32_t struct_size;
