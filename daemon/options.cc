@@ -101,7 +101,8 @@ po::options_description GenericOptions() {
   d.add_options()
       ("config,c", po::value<std::string>()->value_name("FILE"),
        "read options from FILE (option = value lines)")
-      ("help,h", "print this help");
+      ("help,h", "print this help")
+      ("version", "print the version");
   return d;
 }
 // clang-format on
@@ -238,7 +239,7 @@ ParseOutcome ParseOptions(int argc, const char* const* argv, DaemonOptions* out,
                           std::string* text) {
   po::options_description file_options;
   file_options.add(SegmentOptions()).add(JanitorOptions());
-  po::options_description all(std::string(kUsage) + "\n", 100);
+  po::options_description all(100);
   all.add(SegmentOptions()).add(JanitorOptions()).add(GenericOptions());
 
   po::variables_map vm;
@@ -247,8 +248,12 @@ ParseOutcome ParseOptions(int argc, const char* const* argv, DaemonOptions* out,
     po::store(po::command_line_parser(argc, argv).options(all).run(), vm);
     if (vm.count("help")) {
       std::ostringstream os;
-      os << all << kHelpTail;
+      os << kUsage << "\n" << all << kHelpTail;
       *text = os.str();
+      return ParseOutcome::kHelp;
+    }
+    if (vm.count("version")) {
+      *text = "shmkvd " SHMKV_VERSION_STRING "\n";
       return ParseOutcome::kHelp;
     }
     if (vm.count("config")) {

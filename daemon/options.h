@@ -39,7 +39,8 @@ struct DaemonOptions {
 
 enum class ParseOutcome { kRun, kHelp, kError };
 
-// Parses argv (and the --config file it names). kHelp: *text is the help.
+// Parses argv (and the --config file it names). kHelp: *text is the help
+// (or the version) to print.
 // kError: *text says what was wrong (a usage error, exit code 2).
 ParseOutcome ParseOptions(int argc, const char* const* argv, DaemonOptions* out, std::string* text);
 

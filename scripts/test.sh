@@ -9,6 +9,11 @@
 #   fuzz    libFuzzer target tests/fuzz/ (clang-14, ASan+UBSan) on corrupted
 #           segments for SHMKV_FUZZ_SECONDS (default 60) s, build in build-fuzz/
 #   format  clang-format-14 --dry-run -Werror over the C/C++ sources
+#   package scripts/package.sh: `cmake --install` into a temporary prefix
+#           and examples/consumer built against it; the Debian packages
+#           (CPack, build-deb/) checked with lintian, installed with apt-get
+#           and used: the CLI, shmkvd and the consumer (find_package and
+#           pkg-config) from the installed files
 #   bench   the peer comparison suite in its 1-minute smoke form
 #           (scripts/bench.sh --smoke: Release build in build-bench/, Redis
 #           and memcached started on unix sockets); no target is enforced
@@ -132,6 +137,10 @@ stage_format() {
   clang-format-14 --dry-run -Werror "${files[@]}"
 }
 
+stage_package() {
+  bash scripts/package.sh
+}
+
 stage_bench() {
   bash scripts/bench.sh --smoke
 }
@@ -143,6 +152,7 @@ run_stage asan stage_asan
 run_stage tsan stage_tsan
 run_stage fuzz stage_fuzz
 run_stage format stage_format
+run_stage package stage_package
 run_stage bench stage_bench
 
 echo

@@ -441,7 +441,8 @@ TEST(UnitFileTest, SystemdAnalyzeVerifyPasses) {
   EXPECT_EQ(r.output.find("shmkvd@"), std::string::npos) << r.output;
 }
 
-// Usage errors exit 2 with a message; --help exits 0 with an example.
+// Usage errors exit 2 with a message; --help exits 0 with an example and
+// --version with the version.
 TEST(DaemonCliTest, UsageErrorsExitTwo) {
   const std::vector<std::vector<std::string>> bad = {
       {},
@@ -465,6 +466,10 @@ TEST(DaemonCliTest, UsageErrorsExitTwo) {
   ExpectExitCode(&help, 0);
   EXPECT_NE(help.Stderr().find("Example:"), std::string::npos);
   EXPECT_NE(help.Stderr().find("--sweep-period"), std::string::npos);
+  ShmkvdProcess version;
+  ASSERT_TRUE(version.Start({"--version"}));
+  ExpectExitCode(&version, 0);
+  EXPECT_EQ(version.Stderr(), "shmkvd " SHMKV_VERSION_STRING "\n");
 }
 
 TEST(DaemonCliTest, MissingSegmentExitsOne) {
