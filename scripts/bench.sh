@@ -43,27 +43,11 @@ PACKAGES=(
   libboost-dev libxxhash-dev libbenchmark-dev
 )
 
-missing=()
-for pkg in "${PACKAGES[@]}"; do
-  status="$(dpkg-query -W -f='${db:Status-Abbrev}' "$pkg" 2>/dev/null || true)"
-  if [[ "$status" != ii* ]]; then
-    missing+=("$pkg")
-  fi
-done
-if ((${#missing[@]} > 0)); then
-  echo "bench: missing packages: ${missing[*]}"
-  if ((EUID == 0)); then
-    as_root=()
-  elif command -v sudo >/dev/null 2>&1; then
-    as_root=(sudo)
-  else
-    echo "bench: not root and no sudo; as root, run:" >&2
-    echo "  apt-get update && apt-get install -y ${missing[*]}" >&2
-    exit 1
-  fi
-  export DEBIAN_FRONTEND=noninteractive
-  "${as_root[@]}" apt-get update
-  "${as_root[@]}" apt-get install -y --no-install-recommends "${missing[@]}"
+# shellcheck source=scripts/lib/packages.sh
+source scripts/lib/packages.sh
+APT_INSTALL_OPTS=(--no-install-recommends)
+ensure_packages bench "${PACKAGES[@]}"
+if ((packages_added)); then
   # Debian starts the services it installs where it can: the suite runs its
   # own instances, so stop those (they would only compete for the cores).
   for svc in redis-server memcached; do

@@ -44,28 +44,9 @@ PACKAGES=(
   valgrind
 )
 
-missing=()
-for pkg in "${PACKAGES[@]}"; do
-  status="$(dpkg-query -W -f='${db:Status-Abbrev}' "$pkg" 2>/dev/null || true)"
-  if [[ "$status" != ii* ]]; then
-    missing+=("$pkg")
-  fi
-done
-if ((${#missing[@]} > 0)); then
-  echo "bench_php: missing packages: ${missing[*]}"
-  if ((EUID == 0)); then
-    as_root=()
-  elif command -v sudo >/dev/null 2>&1; then
-    as_root=(sudo)
-  else
-    echo "bench_php: not root and no sudo; as root, run:" >&2
-    echo "  apt-get update && apt-get install -y ${missing[*]}" >&2
-    exit 1
-  fi
-  export DEBIAN_FRONTEND=noninteractive
-  "${as_root[@]}" apt-get update
-  "${as_root[@]}" apt-get install -y "${missing[@]}"
-fi
+# shellcheck source=scripts/lib/packages.sh
+source scripts/lib/packages.sh
+ensure_packages bench_php "${PACKAGES[@]}"
 
 php_ini=(-d apc.enable_cli=1 -d apc.shm_size=256M -d apc.entries_hint=131072 -d ffi.enable=1)
 for ext in FFI apcu pcntl posix; do

@@ -66,30 +66,9 @@ PACKAGES=(
   dpkg-dev fakeroot file lintian help2man
 )
 
-if ((EUID == 0)); then
-  as_root=()
-elif command -v sudo >/dev/null 2>&1; then
-  as_root=(sudo)
-else
-  as_root=(false)
-fi
-
-missing=()
-for pkg in "${PACKAGES[@]}"; do
-  status="$(dpkg-query -W -f='${db:Status-Abbrev}' "$pkg" 2>/dev/null || true)"
-  [[ "$status" == ii* ]] || missing+=("$pkg")
-done
-if ((${#missing[@]} > 0)); then
-  echo "package: missing packages: ${missing[*]}"
-  if [[ "${as_root[*]}" == false ]]; then
-    echo "package: not root and no sudo; as root, run:" >&2
-    echo "  apt-get update && apt-get install -y ${missing[*]}" >&2
-    exit 1
-  fi
-  export DEBIAN_FRONTEND=noninteractive
-  "${as_root[@]}" apt-get update
-  "${as_root[@]}" apt-get install -y "${missing[@]}"
-fi
+# shellcheck source=scripts/lib/packages.sh
+source scripts/lib/packages.sh
+ensure_packages package "${PACKAGES[@]}"
 
 jobs="${SHMKV_JOBS:-$(nproc)}"
 version="$(sed -n 's/^project(shmkv VERSION \([0-9.]*\).*/\1/p' CMakeLists.txt)"

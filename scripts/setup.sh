@@ -47,31 +47,9 @@ PACKAGES=(
   python3-pytest libpython3.11-testsuite
 )
 
-missing=()
-for pkg in "${PACKAGES[@]}"; do
-  status="$(dpkg-query -W -f='${db:Status-Abbrev}' "$pkg" 2>/dev/null || true)"
-  if [[ "$status" != ii* ]]; then
-    missing+=("$pkg")
-  fi
-done
-
-if ((${#missing[@]} > 0)); then
-  echo "setup: missing packages: ${missing[*]}"
-  if ((EUID == 0)); then
-    as_root=()
-  elif command -v sudo >/dev/null 2>&1; then
-    as_root=(sudo)
-  else
-    echo "setup: not root and no sudo; as root, run:" >&2
-    echo "  apt-get update && apt-get install -y ${missing[*]}" >&2
-    exit 1
-  fi
-  export DEBIAN_FRONTEND=noninteractive
-  "${as_root[@]}" apt-get update
-  "${as_root[@]}" apt-get install -y "${missing[@]}"
-else
-  echo "setup: all ${#PACKAGES[@]} packages already installed"
-fi
+# shellcheck source=scripts/lib/packages.sh
+source scripts/lib/packages.sh
+ensure_packages setup "${PACKAGES[@]}"
 
 build_dir="${SHMKV_BUILD_DIR:-build}"
 jobs="${SHMKV_JOBS:-$(nproc)}"

@@ -79,7 +79,7 @@ __all__ = [
     "EBUSY",
 ]
 
-__version__ = "0.1.0"
+__version__ = "1.0.0"
 
 # The user_flags bits this binding keeps (see the module docstring).
 VALUE_STR = 1 << 31
