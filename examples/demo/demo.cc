@@ -317,11 +317,13 @@ class Summary {
   int failures_ = 0;
 };
 
-int RunParent(const std::string& name) {
+// keep: the segment exists already (scripts/demo.sh has shmkvd create it)
+// and is left in place for `shmkv stats`; else the demo creates its own.
+int RunParent(const std::string& name, bool keep) {
   shmkv::Options options;
   options.memory_bytes = 16ull << 20;
-  options.create = true;
-  options.exclusive = true;
+  options.create = !keep;
+  options.exclusive = !keep;
   auto opened = shmkv::Cache::Open(name, options);
   if (!opened) {
     Say("cannot create segment %s: %s (%s)", name.c_str(), opened.error().message().c_str(),
@@ -329,8 +331,10 @@ int RunParent(const std::string& name) {
     return 1;
   }
   shmkv::Cache& cache = *opened;
+  auto opened_stats = cache.Stats();
   Say("shmkv %s: segment '%s' (%llu MiB), %d worker processes", shmkv_version(), name.c_str(),
-      static_cast<unsigned long long>(options.memory_bytes >> 20), kWorkers);
+      static_cast<unsigned long long>((opened_stats ? opened_stats->memory_bytes : 0) >> 20),
+      kWorkers);
 
   std::vector<pid_t> children;
   for (int id = 0; id < kWorkers; ++id) {
@@ -444,13 +448,20 @@ int RunParent(const std::string& name) {
 
 }  // namespace
 
-int main() {
-  const std::string name = "shmkv-demo-" + std::to_string(getpid());
+// shmkv_demo [SEGMENT]: with SEGMENT, use that existing segment and leave
+// it in place; without, create a private one and remove it at the end.
+int main(int argc, char** argv) {
+  const bool keep = argc > 1;
+  const std::string name = keep ? argv[1] : "shmkv-demo-" + std::to_string(getpid());
   int rc = 1;
   try {
-    rc = RunParent(name);
+    rc = RunParent(name, keep);
   } catch (const std::exception& e) {  // std::bad_alloc: still remove the segment
     Say("demo failed: %s", e.what());
+  }
+  if (keep) {
+    Say("segment '%s' kept; %s", name.c_str(), rc == 0 ? "all checks passed" : "CHECKS FAILED");
+    return rc;
   }
   // The parent's handle is closed by now; remove the name (the workers are
   // gone too, so this frees the memory).
