@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "support/run_program.h"
 #include "support/test_segment.h"
 
 namespace {
@@ -32,63 +33,8 @@ using shmkv::test::SmallOptions;
 constexpr auto kDeadline = std::chrono::seconds(20);
 constexpr auto kPollEvery = std::chrono::milliseconds(50);
 
-struct Result {
-  int code = -1;  // 127: the program could not be run
-  std::string out;
-  std::string err;
-};
-
-// Runs argv[0] (found in PATH) with stdin from /dev/null; collects stdout,
-// stderr and the exit code. TMUX is removed from the environment so that a
-// test run inside tmux still starts its own server.
-Result RunProgram(const std::vector<std::string>& args) {
-  int out[2], err[2];
-  if (pipe2(out, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0) {
-    ADD_FAILURE() << "pipe: " << std::strerror(errno);
-    return {};
-  }
-  std::vector<std::string> argv_s = args;
-  std::vector<char*> argv;
-  for (auto& s : argv_s) argv.push_back(s.data());
-  argv.push_back(nullptr);
-  const pid_t pid = fork();
-  if (pid == 0) {
-    const int null = open("/dev/null", O_RDONLY);
-    dup2(null, 0);
-    dup2(out[1], 1);
-    dup2(err[1], 2);
-    unsetenv("TMUX");
-    execvp(argv[0], argv.data());
-    _exit(127);
-  }
-  close(out[1]);
-  close(err[1]);
-  Result r;
-  pollfd fds[2] = {{out[0], POLLIN, 0}, {err[0], POLLIN, 0}};
-  int open_fds = 2;
-  char buf[4096];
-  while (open_fds > 0) {
-    if (poll(fds, 2, 30000) <= 0) break;
-    for (int i = 0; i < 2; ++i) {
-      if (fds[i].fd < 0 || fds[i].revents == 0) continue;
-      const ssize_t n = read(fds[i].fd, buf, sizeof buf);
-      if (n <= 0) {
-        close(fds[i].fd);
-        fds[i].fd = -1;
-        --open_fds;
-      } else {
-        (i == 0 ? r.out : r.err).append(buf, static_cast<size_t>(n));
-      }
-    }
-  }
-  for (auto& f : fds) {
-    if (f.fd >= 0) close(f.fd);
-  }
-  int status = 0;
-  waitpid(pid, &status, 0);
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  return r;
-}
+using Result = shmkv::test::ProgramResult;
+using shmkv::test::RunProgram;
 
 bool TmuxInstalled() { return RunProgram({"tmux", "-V"}).code == 0; }
 
