@@ -290,6 +290,14 @@ class Cache {
   }
 
   /**
+   * mget with each entry's user flags: {value: Buffer, flags} or undefined
+   * for missing keys (one shmkv_mget call, as mget).
+   */
+  mgetItems(keys) {
+    return this.#native.mget(keys, false, true);
+  }
+
+  /**
    * Generator over the keys that start with prefix (strings; Buffers with
    * options.buffer). Every key present for the whole scan is seen at least
    * once; keys written meanwhile may or may not be. Writers are never

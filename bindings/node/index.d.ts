@@ -98,6 +98,7 @@ export class Cache {
   ttl(key: Bytes): number | undefined;
   mget(keys: Bytes[], options?: { string?: false }): Array<Buffer | undefined>;
   mget(keys: Bytes[], options: { string: true }): Array<string | undefined>;
+  mgetItems(keys: Bytes[]): Array<{ value: Buffer; flags: number } | undefined>;
   scan(prefix?: Bytes, options?: { count?: number; buffer?: false }): Generator<string, void, undefined>;
   scan(prefix: Bytes, options: { count?: number; buffer: true }): Generator<Buffer, void, undefined>;
   keys(prefix?: Bytes, options?: { count?: number; buffer?: false }): string[];

@@ -93,7 +93,8 @@ class KeyvShmkv extends EventEmitter {
   }
 
   async getMany(keys) {
-    return keys.map((key) => this.#read(key));
+    // One batched read (shmkv_mget) that returns each entry's flags too.
+    return this.cache.mgetItems(keys).map((item) => (item === undefined ? undefined : decode(item)));
   }
 
   async set(key, value, ttl) {

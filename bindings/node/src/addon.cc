@@ -270,7 +270,8 @@ class Cache : public Napi::ObjectWrap<Cache> {
     return result;
   }
 
-  // mget(keys[], asString) -> (Buffer | string | undefined)[]
+  // mget(keys[], asString, withFlags) -> (Buffer | string | undefined)[],
+  // or with withFlags ({value, flags} | undefined)[]
   //
   // One shmkv_mget over slots of slot_ bytes each in one scratch area; a
   // value that did not fit is read again alone. slot_ follows the largest
@@ -283,6 +284,7 @@ class Cache : public Napi::ObjectWrap<Cache> {
     }
     Napi::Array array = info[0].As<Napi::Array>();
     const bool as_string = info[1].ToBoolean();
+    const bool with_flags = info[2].ToBoolean();
     const size_t n = array.Length();
 
     // Strings are encoded one after the other into one buffer; their
@@ -309,6 +311,8 @@ class Cache : public Napi::ObjectWrap<Cache> {
     std::vector<size_t> key_lens(n), buf_lens(n, slot_), val_lens(n);
     std::vector<void*> bufs(n);
     std::vector<int> rcs(n);
+    std::vector<shmkv_item_info_t> infos(with_flags ? n : 0);
+    for (shmkv_item_info_t& in : infos) in.struct_size = sizeof(in);
     mget_out_.resize(n * slot_);
     for (size_t i = 0; i < n; ++i) {
       key_ptrs[i] = keys[i].data;
@@ -316,7 +320,7 @@ class Cache : public Napi::ObjectWrap<Cache> {
       bufs[i] = mget_out_.data() + i * slot_;
     }
     const int rc = shmkv_mget(kv, n, key_ptrs.data(), key_lens.data(), bufs.data(), buf_lens.data(),
-                              val_lens.data(), rcs.data(), nullptr);
+                              val_lens.data(), rcs.data(), with_flags ? infos.data() : nullptr);
     if (rc != 0) throw MakeError(env, rc, "mget");
     size_t largest = 0;
     for (size_t i = 0; i < n; ++i) {
@@ -334,9 +338,15 @@ class Cache : public Napi::ObjectWrap<Cache> {
         v = MakeValue(env, static_cast<const char*>(bufs[i]), val_lens[i], as_string);
       } else if (rcs[i] == SHMKV_ETOOSMALL) {
         size_t len = 0;
-        if (ReadValue(env, keys[i], &len, nullptr) == 0) {
+        if (ReadValue(env, keys[i], &len, with_flags ? &infos[i] : nullptr) == 0) {
           v = MakeValue(env, out_.data(), len, as_string);
         }
+      }
+      if (with_flags && !v.IsUndefined()) {
+        Napi::Object item = Napi::Object::New(env);
+        item.Set("value", v);
+        item.Set("flags", Napi::Number::New(env, infos[i].user_flags));
+        v = item;
       }
       result.Set(static_cast<uint32_t>(i), v);
     }

@@ -448,6 +448,17 @@ describe('mget', () => {
     assert.deepEqual(cache.mget(keys, { string: true }), expected);
   });
 
+  it('mgetItems returns each value with its user flags', () => {
+    cache.set('f:1', 'one', { flags: 7 });
+    cache.set('f:2', 'L'.repeat(200_000), { flags: 9 }); // beyond the slots: read alone
+    const got = cache.mgetItems(['f:1', 'f:missing', 'f:2']);
+    assert.equal(got.length, 3);
+    assert.deepEqual(got[0], { value: Buffer.from('one'), flags: 7 });
+    assert.equal(got[1], undefined);
+    assert.equal(got[2].flags, 9);
+    assert.equal(got[2].value.length, 200_000);
+  });
+
   it('a bad key throws; a non-array throws TypeError', () => {
     assertShmkvError(() => cache.mget(['a', '']), 'SHMKV_EINVAL');
     assert.throws(() => cache.mget('a'), { name: 'TypeError' });
