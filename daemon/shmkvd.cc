@@ -11,9 +11,7 @@
 // when the unit has WatchdogSec=, STATUS= with every metrics write, and
 // STOPPING=1 on the way out.
 #include <fcntl.h>
-#include <grp.h>
 #include <poll.h>
-#include <sys/mman.h>
 #include <sys/signalfd.h>
 #include <systemd/sd-daemon.h>
 #include <time.h>
@@ -34,6 +32,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "options.h"
+#include "segment_group.h"
 #include "shmkv/shmkv.h"
 
 namespace shmkvd {
@@ -62,41 +61,6 @@ int Fatal(bool journal, const std::string& message) {
 }
 
 void Notify(const std::string& state) { sd_notify(0, state.c_str()); }
-
-std::optional<gid_t> ResolveGroup(const std::string& name) {
-  std::vector<char> buf(16384);
-  struct group gr;
-  struct group* found = nullptr;
-  if (::getgrnam_r(name.c_str(), &gr, buf.data(), buf.size(), &found) == 0 && found != nullptr) {
-    return found->gr_gid;
-  }
-  char* end = nullptr;
-  errno = 0;
-  const unsigned long gid = std::strtoul(name.c_str(), &end, 10);
-  if (errno == 0 && end != name.c_str() && *end == '\0') return static_cast<gid_t>(gid);
-  return std::nullopt;
-}
-
-// The same rule as shmkv_open: "./x" or a '/' after the first character is
-// a file path; anything else is a POSIX shm object.
-bool IsFilePath(const std::string& name) {
-  return name.rfind("./", 0) == 0 || name.find('/', 1) != std::string::npos;
-}
-
-// Gives the segment file to group gid (the owner stays). The mode was set
-// by shmkv_open.
-int ChownSegment(const std::string& name, gid_t gid, std::string* why) {
-  const int fd = IsFilePath(name) ? ::open(name.c_str(), O_RDONLY | O_CLOEXEC)
-                                  : ::shm_open(name.c_str(), O_RDONLY, 0);
-  if (fd < 0 || ::fchown(fd, static_cast<uid_t>(-1), gid) != 0) {
-    const int e = errno;
-    *why = std::string("cannot set the group of the segment: ") + std::strerror(e);
-    if (fd >= 0) ::close(fd);
-    return e;
-  }
-  ::close(fd);
-  return 0;
-}
 
 class Daemon {
  public:

@@ -8,8 +8,6 @@
 #include "shmkv/shmkv.h"
 
 #include <fcntl.h>
-#include <grp.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -36,6 +34,7 @@
 #include "codec.h"
 #include "metrics.h"
 #include "options.h"
+#include "segment_group.h"
 #include "top.h"
 
 namespace po = boost::program_options;
@@ -204,23 +203,6 @@ class Segment {
 
 // ---------------------------------------------------------------- create
 
-std::optional<gid_t> ResolveGroup(const std::string& name) {
-  std::vector<char> buf(16384);
-  struct group gr;
-  struct group* found = nullptr;
-  if (::getgrnam_r(name.c_str(), &gr, buf.data(), buf.size(), &found) == 0 && found != nullptr) {
-    return found->gr_gid;
-  }
-  gid_t gid{};
-  auto [p, ec] = std::from_chars(name.data(), name.data() + name.size(), gid);
-  if (!name.empty() && ec == std::errc() && p == name.data() + name.size()) return gid;
-  return std::nullopt;
-}
-
-bool IsFilePath(const std::string& name) {
-  return name.rfind("./", 0) == 0 || name.find('/', 1) != std::string::npos;
-}
-
 int CmdCreate(const std::vector<std::string>& args) {
   CommandLine cl("create", "create SEGMENT [options]",
                  "Creates a new segment (fails with exit 1 if it exists).",
@@ -261,7 +243,7 @@ int CmdCreate(const std::vector<std::string>& args) {
   }
   std::optional<gid_t> gid;
   if (cl.Has("group")) {
-    gid = ResolveGroup(cl.Str("group"));
+    gid = shmkvd::ResolveGroup(cl.Str("group"));
     if (!gid) Usage("unknown group '" + cl.Str("group") + "' for --group");
   }
   o.flags = SHMKV_OPEN_CREATE | SHMKV_OPEN_EXCL;
@@ -269,16 +251,11 @@ int CmdCreate(const std::vector<std::string>& args) {
   const int rc = shmkv_open(name.c_str(), &o, &kv);
   if (rc != 0) Fail("cannot create segment " + name, rc, /*opening=*/true);
   shmkv_close(kv);
-  if (gid) {
-    const int fd = IsFilePath(name) ? ::open(name.c_str(), O_RDONLY | O_CLOEXEC)
-                                    : ::shm_open(name.c_str(), O_RDONLY, 0);
-    if (fd < 0 || ::fchown(fd, static_cast<uid_t>(-1), *gid) != 0) {
-      const int e = errno;
-      if (fd >= 0) ::close(fd);
+  if (std::string why; gid) {
+    if (const int e = shmkvd::ChownSegment(name, *gid, &why)) {
       shmkv_unlink(name.c_str());
       throw Exit{kExitError, "cannot set the group of segment " + name + ": " + std::strerror(e)};
     }
-    ::close(fd);
   }
   std::cout << "created segment " << name << "\n";
   return kExitOk;
