@@ -148,57 +148,52 @@ void Targets(const Report& r, const Index& ix, std::ostream& out) {
   out << "\nThe PHP targets (FFI vs APCu) are measured by bench/php/.\n\n";
 }
 
+// One table: a row per (scenario, workload, procs), a column per peer, the
+// cell of a row that ran given by cell(); "–" for one that did not.
+template <typename Cell>
+void PeerTable(const Report& r, const Index& ix, std::ostream& out, Cell cell) {
+  out << "| scenario | workload | procs |";
+  for (const auto& p : r.peers) out << " " << p << " |";
+  out << "\n|---|---|---|";
+  for (size_t i = 0; i < r.peers.size(); ++i) out << "---|";
+  out << "\n";
+  for (const Key& k : ix.order) {
+    const auto& [sc, wl, procs] = k;
+    out << "| " << sc << " | " << wl << " | " << procs << " |";
+    for (const auto& p : r.peers) {
+      auto it = ix.at.at(k).find(p);
+      if (it == ix.at.at(k).end() || it->second->reps == 0) {
+        out << " – |";
+        continue;
+      }
+      out << " " << cell(p, *it->second) << " |";
+    }
+    out << "\n";
+  }
+}
+
 void Tables(const Report& r, const Index& ix, std::ostream& out) {
   out << "## Throughput: ops/s (shmkv ÷ peer)\n\n"
       << "Median of " << r.opt.reps
       << " interleaved repetitions. A ratio above 1 means shmkv did more ops/s. "
          "The 2-process rows add both processes' ops/s; redis and memcached with 2 "
          "processes are 2 clients. p16 rows compare with shmkv in 1 process.\n\n";
-  std::string head = "| scenario | workload | procs |", sep = "|---|---|---|";
-  for (const auto& p : r.peers) {
-    head += " " + p + " |";
-    sep += "---|";
-  }
-  out << head << "\n" << sep << "\n";
-  for (const Key& k : ix.order) {
-    const auto& [sc, wl, procs] = k;
-    out << "| " << sc << " | " << wl << " | " << procs << " |";
-    for (const auto& p : r.peers) {
-      auto it = ix.at.at(k).find(p);
-      if (it == ix.at.at(k).end() || it->second->reps == 0) {
-        out << " – |";
-        continue;
-      }
-      const Row& row = *it->second;
-      std::string cell = FmtOps(row.ops_per_s);
-      if (p != "shmkv") {
-        const double q = ix.Ratio(row);
-        if (q > 0) cell += " (" + FmtRatio(q) + ")";
-      }
-      if (row.unexpected > 0) cell += " ⚠";
-      out << " " << cell << " |";
+  PeerTable(r, ix, out, [&](const std::string& p, const Row& row) {
+    std::string cell = FmtOps(row.ops_per_s);
+    if (p != "shmkv") {
+      const double q = ix.Ratio(row);
+      if (q > 0) cell += " (" + FmtRatio(q) + ")";
     }
-    out << "\n";
-  }
+    if (row.unexpected > 0) cell += " ⚠";
+    return cell;
+  });
   out << "\n## Latency per op: p50 / p99 / p99.9\n\n"
       << "In-process and shared-memory stores are timed in batches of 16 ops and a "
          "p16 pipeline as one batch: their latency is the batch's time / 16. An "
          "unpipelined server op is timed on its own (one round trip).\n\n";
-  out << head << "\n" << sep << "\n";
-  for (const Key& k : ix.order) {
-    const auto& [sc, wl, procs] = k;
-    out << "| " << sc << " | " << wl << " | " << procs << " |";
-    for (const auto& p : r.peers) {
-      auto it = ix.at.at(k).find(p);
-      if (it == ix.at.at(k).end() || it->second->reps == 0) {
-        out << " – |";
-        continue;
-      }
-      const Row& row = *it->second;
-      out << " " << FmtNs(row.p50) << " / " << FmtNs(row.p99) << " / " << FmtNs(row.p999) << " |";
-    }
-    out << "\n";
-  }
+  PeerTable(r, ix, out, [](const std::string&, const Row& row) {
+    return FmtNs(row.p50) + " / " + FmtNs(row.p99) + " / " + FmtNs(row.p999);
+  });
   out << "\n";
 }
 
