@@ -139,6 +139,23 @@ int shmkv_get(shmkv_t* kv, const void* key, size_t key_len, void* buf, size_t bu
   });
 }
 
+int shmkv_get_stale(shmkv_t* kv, const void* key, size_t key_len, void* buf, size_t buf_len,
+                    size_t* val_len, shmkv_item_info_t* info, uint64_t* expired_ms) {
+  return Guard([&]() -> int {
+    SHMKV_ENTER(kv, false);
+    if (int rc = CheckKey(kv, key, key_len)) return rc;
+    if (val_len == nullptr) return Fail(SHMKV_EINVAL, "val_len is NULL");
+    if (buf == nullptr && buf_len != 0) return Fail(SHMKV_EINVAL, "buf is NULL but buf_len > 0");
+    const int rc = shmkv::internal::OpGetStale(c, Bytes(key, key_len), buf, buf_len, val_len, info,
+                                               expired_ms);
+    if (rc == SHMKV_ENOTFOUND) return Fail(rc, "key not found (not even expired)");
+    if (rc == SHMKV_ETOOSMALL)
+      return Fail(rc, "buffer of " + std::to_string(buf_len) + " bytes is too small for " +
+                          std::to_string(*val_len));
+    return rc;
+  });
+}
+
 int shmkv_mget(shmkv_t* kv, size_t n, const void* const* keys, const size_t* key_lens,
                void* const* bufs, const size_t* buf_lens, size_t* val_lens, int* rcs,
                shmkv_item_info_t* infos) {
@@ -261,6 +278,24 @@ int shmkv_ttl(shmkv_t* kv, const void* key, size_t key_len, int64_t* ttl_ms) {
     if (int rc = CheckKey(kv, key, key_len)) return rc;
     if (ttl_ms == nullptr) return Fail(SHMKV_EINVAL, "ttl_ms is NULL");
     return shmkv::internal::OpTtl(c, Bytes(key, key_len), ttl_ms);
+  });
+}
+
+int shmkv_throttle(shmkv_t* kv, const void* key, size_t key_len, uint64_t rate, uint64_t period_ms,
+                   uint64_t burst, int* allowed, uint64_t* retry_after_ms, uint64_t* remaining) {
+  return Guard([&]() -> int {
+    SHMKV_ENTER(kv, true);
+    if (int rc = CheckKey(kv, key, key_len)) return rc;
+    if (allowed == nullptr || retry_after_ms == nullptr || remaining == nullptr)
+      return Fail(SHMKV_EINVAL, "allowed, retry_after_ms and remaining must not be NULL");
+    shmkv::internal::ThrottleArgs a;
+    if (int rc = shmkv::internal::CheckThrottle(kv, rate, period_ms, burst, &a)) return rc;
+    shmkv::internal::ThrottleResult r{};
+    if (int rc = shmkv::internal::OpThrottle(c, Bytes(key, key_len), a, &r)) return rc;
+    *allowed = r.allowed ? 1 : 0;
+    *retry_after_ms = (r.retry_after_ns + 999'999) / 1'000'000;
+    *remaining = r.remaining;
+    return 0;
   });
 }
 

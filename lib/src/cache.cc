@@ -2,9 +2,12 @@
 // results. noexcept throughout: an allocation failure becomes ENOMEM.
 #include "shmkv/cache.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstring>
 #include <new>
+#include <thread>
 
 #include "handle.h"
 
@@ -199,6 +202,118 @@ std::error_code Cache::Touch(std::string_view key, std::chrono::milliseconds ttl
     if (int rc = internal::CheckTtl(Ms(ttl))) return Ec(rc);
     return Ec(internal::OpTouch(c, key, Ms(ttl)));
   });
+}
+
+std::error_code Cache::GetStale(std::string_view key, std::string* out, ItemInfo* info,
+                                std::chrono::milliseconds* expired_for) const noexcept {
+  return Guard([&]() -> std::error_code {
+    SHMKV_CPP_ENTER(false);
+    if (int rc = internal::CheckKey(handle_, key.data(), key.size())) return Ec(rc);
+    shmkv_item_info_t i{};
+    i.struct_size = sizeof(i);
+    uint64_t expired_ms = 0;
+    if (out->capacity() == 0) out->reserve(64);
+    for (;;) {
+      out->resize(out->capacity());
+      size_t len = 0;
+      const int rc = internal::OpGetStale(c, key, out->data(), out->size(), &len, &i, &expired_ms);
+      if (rc == SHMKV_ETOOSMALL) {
+        out->resize(len);  // grow and read again
+        continue;
+      }
+      if (rc != 0) {
+        out->clear();
+        return Ec(rc);
+      }
+      out->resize(len);
+      if (info) *info = ToInfo(i);
+      if (expired_for) *expired_for = std::chrono::milliseconds(expired_ms);
+      return std::error_code();
+    }
+  });
+}
+
+Result<ThrottleDecision> Cache::Throttle(std::string_view key, uint64_t rate,
+                                         std::chrono::milliseconds period,
+                                         uint64_t burst) noexcept {
+  return Guard([&]() -> Result<ThrottleDecision> {
+    SHMKV_CPP_ENTER(true);
+    if (int rc = internal::CheckKey(handle_, key.data(), key.size())) return Ec(rc);
+    internal::ThrottleArgs a;
+    const uint64_t period_ms = period.count() < 0 ? 0 : static_cast<uint64_t>(period.count());
+    if (int rc = internal::CheckThrottle(handle_, rate, period_ms, burst, &a)) return Ec(rc);
+    internal::ThrottleResult r{};
+    if (int rc = internal::OpThrottle(c, key, a, &r)) return Ec(rc);
+    ThrottleDecision d;
+    d.allowed = r.allowed;
+    d.retry_after = std::chrono::milliseconds((r.retry_after_ns + 999'999) / 1'000'000);
+    d.remaining = r.remaining;
+    return d;
+  });
+}
+
+namespace {
+
+// Releases a GetOrCompute lease on every way out of the computing branch.
+class LeaseRelease {
+ public:
+  LeaseRelease(Cache* cache, const std::string& key, uint64_t cas)
+      : cache_(cache), key_(key), cas_(cas) {}
+  ~LeaseRelease() {
+    // Only our own lease: if it lapsed and another process took it, the
+    // cas differs and the delete fails, as it should.
+    (void)cache_->Delete(key_, cas_);
+  }
+  LeaseRelease(const LeaseRelease&) = delete;
+  LeaseRelease& operator=(const LeaseRelease&) = delete;
+
+ private:
+  Cache* cache_;
+  const std::string& key_;
+  uint64_t cas_;
+};
+
+}  // namespace
+
+Result<std::string> Cache::GetOrCompute(std::string_view key,
+                                        const std::function<Result<std::string>()>& compute,
+                                        const ComputeOptions& options) {
+  using Clock = std::chrono::steady_clock;
+  if (handle_ == nullptr) return Ec(SHMKV_EINVAL);
+  if (!compute || options.lease.count() <= 0 || options.wait.count() < 0) return Ec(SHMKV_EINVAL);
+  const std::string lease_key = std::string("\0lease:", 7) + std::string(key);
+  const std::string holder = "pid " + std::to_string(getpid());
+  const Clock::time_point deadline = Clock::now() + options.wait;
+  auto backoff = std::chrono::milliseconds(1);
+  std::string value;
+  for (;;) {
+    std::chrono::milliseconds expired_for{0};
+    const std::error_code read = GetStale(key, &value, nullptr, &expired_for);
+    if (!read && expired_for.count() == 0) return value;  // fresh
+    if (read && read != Errc::kNotFound) return read;
+    const bool have_stale = !read;
+    WriteOptions lease;
+    lease.mode = WriteMode::kAdd;
+    lease.ttl = options.lease;
+    Result<uint64_t> took = Store(lease_key, holder, lease);
+    if (took) {
+      LeaseRelease release(this, lease_key, *took);
+      // The value may have been stored between the read and the lease.
+      if (!Get(key, &value)) return value;
+      Result<std::string> computed = compute();
+      if (!computed) return computed.error();
+      WriteOptions w;
+      w.ttl = options.ttl;
+      if (std::error_code ec = Store(key, *computed, w).error()) return ec;
+      return computed;
+    }
+    if (took.error() != Errc::kExists) return took.error();
+    if (have_stale && options.serve_stale) return value;
+    const Clock::time_point now = Clock::now();
+    if (now >= deadline) return Ec(SHMKV_EBUSY);
+    std::this_thread::sleep_for(std::min<Clock::duration>(backoff, deadline - now));
+    backoff = std::min(backoff * 2, std::chrono::milliseconds(50));
+  }
 }
 
 Result<std::chrono::milliseconds> Cache::Ttl(std::string_view key) const noexcept {

@@ -29,6 +29,25 @@ int CheckTtl(uint64_t ttl_ms) {
   return 0;
 }
 
+int CheckThrottle(const shmkv_t* kv, uint64_t rate, uint64_t period_ms, uint64_t burst,
+                  ThrottleArgs* a) {
+  if (rate == 0 || period_ms == 0 || burst == 0)
+    return Fail(SHMKV_EINVAL, "rate, period_ms and burst must each be at least 1");
+  // Every quantity stays below 2^62 ns (146 years), so that TAT + interval
+  // cannot overflow.
+  constexpr uint64_t kMaxNs = uint64_t{1} << 62;
+  if (period_ms > kMaxNs / 1'000'000)
+    return Fail(SHMKV_EINVAL, "period_ms is too large (at most 146 years)");
+  a->interval_ns = period_ms * 1'000'000 / rate;
+  if (a->interval_ns < 1000)
+    return Fail(SHMKV_EINVAL, "rate is too high: at most one request per microsecond");
+  if (__builtin_mul_overflow(a->interval_ns, burst, &a->tolerance_ns) || a->tolerance_ns > kMaxNs)
+    return Fail(SHMKV_EINVAL, "burst x (period_ms / rate) is too large (at most 146 years)");
+  a->now_ns = SegmentNowNs(kv->v.epoch_ns);
+  if (a->now_ns > kMaxNs) return Fail(SHMKV_EBADSEG, "bad segment: clock out of range");
+  return 0;
+}
+
 // Sets up the per-operation context. Writers need a participant; readers
 // on read-only handles run without one (they write nothing).
 int EnterLazyClock(shmkv_t* kv, Ctx* c) {

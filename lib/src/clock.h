@@ -35,6 +35,17 @@ inline uint64_t SegmentNowMs(uint64_t epoch_ns, bool precise) {
   return (now > epoch_ns ? (now - epoch_ns) / 1000000ull : 0) + 1;
 }
 
+// Segment time in ns, always from the precise clock (the rate limiter's
+// clock): SegmentNowMs(epoch, true) == SegmentNowNs(epoch) / 10^6 + 1.
+inline uint64_t SegmentNowNs(uint64_t epoch_ns) {
+#if defined(SHMKV_TESTING)
+  const int64_t fake = g_fake_now_ms.load(std::memory_order_relaxed);
+  if (fake >= 0) return static_cast<uint64_t>(fake) * 1000000ull;
+#endif
+  const uint64_t now = MonotonicNs(true);
+  return now > epoch_ns ? now - epoch_ns : 0;
+}
+
 // The coarse expiry kept in a slot: whole seconds, rounded up, so that
 // now_s >= coarse proves expiry from the index alone. 0 = none.
 inline uint32_t CoarseExpiry(uint64_t expiry_ms) {

@@ -82,11 +82,28 @@ void SetError(const std::string& msg);
 void ClearError();
 int Fail(int rc, const std::string& msg);  // SetError(msg), return rc
 
+// shmkv_throttle, with the arguments turned into nanoseconds of segment
+// time by CheckThrottle: interval = period / rate, tolerance = burst x
+// interval, both and now_ns < 2^62.
+struct ThrottleArgs {
+  uint64_t interval_ns;
+  uint64_t tolerance_ns;
+  uint64_t now_ns;
+};
+struct ThrottleResult {
+  bool allowed;
+  uint64_t retry_after_ns;
+  uint64_t remaining;
+};
+
 // checks.cc: argument checks (error code + message) and the entry of
 // every operation (participant, clock).
 int CheckKey(const shmkv_t* kv, const void* key, size_t len);
 int CheckValue(const shmkv_t* kv, const void* val, size_t len);
 int CheckTtl(uint64_t ttl_ms);
+// Validates shmkv_throttle's arguments and fills *a (now_ns: now).
+int CheckThrottle(const shmkv_t* kv, uint64_t rate, uint64_t period_ms, uint64_t burst,
+                  ThrottleArgs* a);
 int Enter(shmkv_t* kv, bool write, Ctx* c);
 // Enter for reads that look at the clock only if the entry they find has
 // an expiry: c->now stays 0 until EnsureNow (OpGet and OpMGet only).
@@ -134,6 +151,10 @@ int OpDelete(Ctx& c, std::string_view key, uint64_t expect_cas);
 int OpIncr(Ctx& c, std::string_view key, int64_t delta, int64_t initial, uint64_t ttl_ms,
            int64_t* result);
 int OpTouch(Ctx& c, std::string_view key, uint64_t ttl_ms);
+int OpThrottle(Ctx& c, std::string_view key, const ThrottleArgs& a, ThrottleResult* out);
+// shmkv_get_stale: OpGet that also returns an expired entry still present.
+int OpGetStale(Ctx& c, std::string_view key, void* buf, size_t buf_len, size_t* val_len,
+               shmkv_item_info_t* info, uint64_t* expired_ms);
 int OpTtl(Ctx& c, std::string_view key, int64_t* ttl_ms);
 int OpClear(Ctx& c);
 int OpScan(Ctx& c, uint64_t* cursor, std::string_view prefix, size_t limit, shmkv_scan_fn fn,

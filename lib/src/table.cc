@@ -800,6 +800,32 @@ int OpDelete(Ctx& c, std::string_view key, uint64_t expect_cas) {
   }
 }
 
+namespace {
+
+// The write step of incr and throttle: publishes `val` for the key in one
+// step, replacing the entry found by the caller (found: f) with one slot
+// CAS, or inserting it. 1: done; 0: lost a race (read again); < 0: error.
+int PublishValue(Ctx& c, std::string_view key, const KeyHash& h, const Cands& cs, bool found,
+                 const Found& f, std::string_view val, uint32_t user_flags, bool noevict,
+                 uint64_t expiry) {
+  NewBlock nb;
+  uint64_t cas;
+  if (int rc = MakeBlock(c, key, h, val, user_flags, noevict, expiry, &nb, &cas)) return rc;
+  if (found) {
+    if (Replace(c, f, nb.blk, nb.cls, nb.gen, h, noevict, expiry)) return 1;
+    Discard(c, nb);
+    return 0;
+  }
+  const Ins r = InsertNew(c, key, h, cs, nb.blk, nb.cls, &nb.gen, noevict, expiry);
+  if (r == Ins::kInserted) return 1;
+  Discard(c, nb);
+  if (r == Ins::kNoSpace || r == Ins::kCorrupt) return InsertResult(r);
+  if (r == Ins::kBusy) std::this_thread::yield();  // incr and throttle never return EBUSY
+  return 0;
+}
+
+}  // namespace
+
 int OpIncr(Ctx& c, std::string_view key, int64_t delta, int64_t initial, uint64_t ttl_ms,
            int64_t* result) {
   const KeyHash h = HashKey(c.v, key.data(), key.size());
@@ -829,27 +855,91 @@ int OpIncr(Ctx& c, std::string_view key, int64_t delta, int64_t initial, uint64_
     char text[24];
     const auto tr = std::to_chars(text, text + sizeof(text), next);
     const std::string_view val(text, static_cast<size_t>(tr.ptr - text));
-    NewBlock nb;
-    uint64_t cas;
-    if (int rc = MakeBlock(c, key, h, val, user_flags, noevict, expiry, &nb, &cas)) return rc;
-    if (found) {
-      if (Replace(c, f, nb.blk, nb.cls, nb.gen, h, noevict, expiry)) {
-        if (!live) c.Stat(kStatExpirations);
-        if (result) *result = next;
-        return 0;
-      }
-      Discard(c, nb);
-      continue;
+    const int rc = PublishValue(c, key, h, cs, found, f, val, user_flags, noevict, expiry);
+    if (rc < 0) return rc;
+    if (rc == 0) continue;
+    if (found && !live) c.Stat(kStatExpirations);
+    if (result) *result = next;
+    return 0;
+  }
+}
+
+// GCRA (design-notes §4.6): the key holds the theoretical arrival time TAT
+// (ns of segment time). A request at `now` is allowed iff
+// max(TAT, now) + interval - now <= tolerance (tolerance = burst x
+// interval); if allowed, TAT becomes max(TAT, now) + interval, published
+// with one slot CAS, so concurrent callers serialise on the slot version
+// and none is lost. A denied request changes nothing. The entry expires at
+// TAT, when the limiter is back to a full burst: dropping it then changes
+// no decision.
+int OpThrottle(Ctx& c, std::string_view key, const ThrottleArgs& a, ThrottleResult* out) {
+  const KeyHash h = HashKey(c.v, key.data(), key.size());
+  const Cands cs = CandidatesOf(c.v, h);
+  for (int attempt = 0;; ++attempt) {
+    if (attempt == kCorruptRetries)
+      return Fail(SHMKV_EBADSEG, "bad segment: an entry of this key is not readable (corrupt)");
+    Found f;
+    char cur[24];
+    const bool found = FindLive(c, key, h, cs, cur, 20, &f);
+    const bool live = found && !Expired(f.m.expiry, c.now);
+    uint64_t tat = a.now_ns;
+    uint32_t user_flags = 0;
+    bool noevict = false;
+    if (live) {
+      int64_t v;
+      if (!f.copied || !ParseDecimal(cur, f.m.vlen, &v) || v < 0)
+        return Fail(SHMKV_ENOTNUM, "value is not a rate limiter state (decimal nanoseconds)");
+      tat = std::max(tat, static_cast<uint64_t>(v));
+      user_flags = f.m.user_flags;
+      noevict = f.m.flags & kBlockFlagNoEvict;
     }
-    const Ins r = InsertNew(c, key, h, cs, nb.blk, nb.cls, &nb.gen, noevict, expiry);
-    if (r == Ins::kInserted) {
-      if (result) *result = next;
+    const uint64_t next = tat + a.interval_ns;  // no overflow: both < 2^63 (checked by caller)
+    const uint64_t ahead = next - a.now_ns;
+    if (ahead > a.tolerance_ns) {
+      out->allowed = false;
+      out->retry_after_ns = ahead - a.tolerance_ns;
+      out->remaining = 0;
       return 0;
     }
-    Discard(c, nb);
-    if (r == Ins::kNoSpace || r == Ins::kCorrupt) return InsertResult(r);
-    if (r == Ins::kBusy) std::this_thread::yield();  // incr never returns EBUSY
+    char text[24];
+    const auto tr = std::to_chars(text, text + sizeof(text), next);
+    const std::string_view val(text, static_cast<size_t>(tr.ptr - text));
+    // Expires just after TAT (segment ms = ns / 10^6 + 1; clock.h).
+    const uint64_t expiry = next / 1'000'000 + 2;
+    const int rc = PublishValue(c, key, h, cs, found, f, val, user_flags, noevict, expiry);
+    if (rc < 0) return rc;
+    if (rc == 0) continue;
+    if (found && !live) c.Stat(kStatExpirations);
+    out->allowed = true;
+    out->retry_after_ns = 0;
+    out->remaining = (a.tolerance_ns - ahead) / a.interval_ns;
+    return 0;
   }
+}
+
+int OpGetStale(Ctx& c, std::string_view key, void* buf, size_t buf_len, size_t* val_len,
+               shmkv_item_info_t* info, uint64_t* expired_ms) {
+  const KeyHash h = HashKey(c.v, key.data(), key.size());
+  const Cands cs = CandidatesOf(c.v, h);
+  Found f;
+  c.Stat(kStatGets);
+  if (!FindLive(c, key, h, cs, buf, buf_len, &f)) {
+    c.Stat(kStatMisses);
+    return SHMKV_ENOTFOUND;
+  }
+  const bool expired = Expired(f.m.expiry, c.now);
+  if (expired) {
+    c.Stat(kStatMisses);
+  } else {
+    c.Stat(kStatHits);
+    Reference(c, f);
+  }
+  *val_len = f.m.vlen;
+  FillInfo(c, f.m, info);
+  if (expired && info != nullptr) info->ttl_ms = 0;
+  if (expired_ms != nullptr) *expired_ms = expired ? c.now - f.m.expiry + 1 : 0;
+  if (!f.copied) return SHMKV_ETOOSMALL;
+  return 0;
 }
 
 int OpTouch(Ctx& c, std::string_view key, uint64_t ttl_ms) {

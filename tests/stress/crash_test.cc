@@ -7,7 +7,8 @@
 // record of completed operations, then sets and reads every key, recovers,
 // and at the end the census shows no leak. Deterministic kills: for every
 // crash point of the library, a child arms it and runs a mix that should
-// reach it; the parent recovers, takes the census and checks its own keys.
+// reach it (throttle included); the parent recovers, takes the census and
+// checks its own keys.
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -296,6 +297,9 @@ void Racer(shmkv_t* kv, const std::string& prefix, PointShared* sh) {
     shmkv_store(kv, key2.data(), key2.size(), v.data(), v.size(), &o, nullptr);
     std::string key3 = prefix + "race-incr-" + std::to_string(i % 50);
     shmkv_incr(kv, key3.data(), key3.size(), 1, 0, 0, nullptr);
+    int allowed = 0;
+    uint64_t retry = 0, remaining = 0;
+    shmkv_throttle(kv, key3.data(), key3.size() - 1, 10, 1000, 5, &allowed, &retry, &remaining);
     shmkv_delete(kv, key.data(), key.size(), 0);
   }
 }
@@ -394,6 +398,16 @@ int CrashPointChild(const std::string& seg, shmkv_t* kv, const char* point,
     Expect(rc == SHMKV_ENOTNUM, sh, "incr on text", rc);
     rc = shmkv_delete(kv, counter.data(), counter.size(), 0);
     Expect(rc == 0, sh, "delete counter", rc);
+    // A rate limiter: created, updated, then denying (one per minute,
+    // bursts of 2).
+    std::string limiter = key + "-rate";
+    int allowed = 0;
+    uint64_t retry = 0, remaining = 0;
+    for (int call = 0; call < 3; ++call) {
+      rc = shmkv_throttle(kv, limiter.data(), limiter.size(), 1, 60'000, 2, &allowed, &retry,
+                          &remaining);
+      Expect(rc == 0 && allowed == (call < 2 ? 1 : 0), sh, "throttle", rc);
+    }
   }
   uint64_t cursor = 0;
   do {

@@ -70,6 +70,27 @@ struct ItemInfo {
   bool no_evict = false;  // stored with WriteOptions::no_evict
 };
 
+// Throttle's answer (see shmkv_throttle).
+struct ThrottleDecision {
+  bool allowed = false;
+  std::chrono::milliseconds retry_after{0};  // 0 when allowed
+  uint64_t remaining = 0;                    // requests that would be allowed now
+};
+
+// GetOrCompute's options.
+struct ComputeOptions {
+  std::chrono::milliseconds ttl{0};  // TTL of the computed value; 0: none
+  // How long the one computing process holds the lease: if it dies or
+  // hangs, another process takes over after this.
+  std::chrono::milliseconds lease{std::chrono::seconds(10)};
+  // How long the other callers wait for the value before failing with
+  // Errc::kBusy.
+  std::chrono::milliseconds wait{std::chrono::seconds(10)};
+  // While another process computes, return the expired value if one is
+  // still in memory (shmkv_get_stale) instead of waiting.
+  bool serve_stale = false;
+};
+
 class SHMKV_EXPORT Cache {
  public:
   static Result<Cache> Open(std::string_view name, const Options& options = {}) noexcept;
@@ -91,6 +112,11 @@ class SHMKV_EXPORT Cache {
   // strings already in *out. A bad key fails the whole call.
   std::error_code MGet(std::span<const std::string_view> keys,
                        std::vector<std::optional<std::string>>* out) const noexcept;
+  // Serve-stale read (shmkv_get_stale): also returns an entry that has
+  // expired but is still in memory; *expired_for is how long ago it expired
+  // (0: not expired). Plain Get never returns expired data.
+  std::error_code GetStale(std::string_view key, std::string* out, ItemInfo* info = nullptr,
+                           std::chrono::milliseconds* expired_for = nullptr) const noexcept;
   std::error_code Set(std::string_view key, std::string_view value,
                       std::chrono::milliseconds ttl = std::chrono::milliseconds{0}) noexcept;
   // Returns the new cas token.
@@ -100,6 +126,23 @@ class SHMKV_EXPORT Cache {
   Result<int64_t> Incr(std::string_view key, int64_t delta = 1, int64_t initial = 0,
                        std::chrono::milliseconds ttl = std::chrono::milliseconds{0}) noexcept;
   std::error_code Touch(std::string_view key, std::chrono::milliseconds ttl) noexcept;
+  // Rate limiter (shmkv_throttle): bursts of up to `burst` requests, then
+  // `rate` per `period`, decided and recorded in one atomic step.
+  Result<ThrottleDecision> Throttle(std::string_view key, uint64_t rate,
+                                    std::chrono::milliseconds period, uint64_t burst) noexcept;
+  // Cache-aside with stampede protection: returns the value of key; on a
+  // miss exactly one caller across all processes runs compute (holding a
+  // lease: an ADD of the key "\0lease:" + key with a TTL of options.lease)
+  // and stores its result with options.ttl, while the others poll with
+  // backoff until the value appears (or the lease lapses and one of them
+  // takes over) for up to options.wait, or get the expired value at once
+  // with options.serve_stale. An error from compute is returned, nothing is
+  // stored, and the lease is released; so is it if compute throws (the
+  // exception propagates: the one member that is not noexcept). The key
+  // may be at most max_key_len - 7 bytes (room for the lease key).
+  Result<std::string> GetOrCompute(std::string_view key,
+                                   const std::function<Result<std::string>()>& compute,
+                                   const ComputeOptions& options = {});
   // -1 ms: the key has no expiry.
   Result<std::chrono::milliseconds> Ttl(std::string_view key) const noexcept;
   std::error_code Clear() noexcept;

@@ -115,6 +115,20 @@ SHMKV_EXPORT int shmkv_get_alloc(shmkv_t *kv, const void *key, size_t key_len, v
                                  size_t *val_len, shmkv_item_info_t *info);
 SHMKV_EXPORT void shmkv_free(void *p);
 
+/* Serve-stale read: like shmkv_get, but an entry whose TTL has passed and
+   that is still in memory is returned too, with *expired_ms = how long ago
+   it expired (>= 1; 0 for an entry that has not expired). Plain reads never
+   return expired data; this is the explicit opt-in, for serving the
+   previous value while one process recomputes it (see stampede protection
+   in the README). An expired entry stays readable until something reclaims
+   it: a plain read or write of the key, the janitor (shmkvd) or eviction;
+   shmkv_get_stale itself never removes it. info->ttl_ms is 0 for an expired
+   entry. A stale answer counts as a miss in the stats. expired_ms may be
+   NULL. */
+SHMKV_EXPORT int shmkv_get_stale(shmkv_t *kv, const void *key, size_t key_len, void *buf,
+                                 size_t buf_len, size_t *val_len, shmkv_item_info_t *info,
+                                 uint64_t *expired_ms);
+
 /* Batch get: looks up n keys together, overlapping their memory accesses
    (every key's bucket pair is prefetched, then every matching entry, and
    only then is each read and validated as shmkv_get does). For key i:
@@ -167,6 +181,22 @@ SHMKV_EXPORT int shmkv_touch(shmkv_t *kv, const void *key, size_t key_len,
 SHMKV_EXPORT int shmkv_ttl(shmkv_t *kv, const void *key, size_t key_len,
                            int64_t *ttl_ms); /* -1 = none */
 SHMKV_EXPORT int shmkv_clear(shmkv_t *kv);   /* remove every entry */
+
+/* Rate limiter (GCRA, the generic cell rate algorithm): allows bursts of up
+   to `burst` requests, then `rate` per `period_ms`, decided and recorded in
+   one atomic step per call (one compare-and-swap of the key's slot; a
+   denied request writes nothing). The key holds the limiter's theoretical
+   arrival time (decimal nanoseconds of segment time) and expires when the
+   limiter is back to a full burst, so idle limiters cost nothing. On return
+   *allowed is 1 or 0; *retry_after_ms is 0 when allowed, else how long until
+   one request would be (rounded up); *remaining is how many more requests
+   would be allowed right now. Arguments: rate, period_ms and burst >= 1, and
+   rate / period_ms at most one request per microsecond; otherwise
+   SHMKV_EINVAL, as for a NULL output pointer. A key holding something else
+   than a limiter state: SHMKV_ENOTNUM, value unchanged. */
+SHMKV_EXPORT int shmkv_throttle(shmkv_t *kv, const void *key, size_t key_len, uint64_t rate,
+                                uint64_t period_ms, uint64_t burst, int *allowed,
+                                uint64_t *retry_after_ms, uint64_t *remaining);
 
 /* Cursor scan: start with *cursor = 0; each call examines at most `limit`
    index slots (so its cost is bounded), calls fn for each live entry whose
