@@ -154,6 +154,30 @@ int main(void) {
   CHECK_RC(shmkv_set(kv, "max", 3, "9223372036854775807", 19, 0), 0);
   CHECK_RC(shmkv_incr(kv, "max", 3, 1, 0, 0, NULL), SHMKV_EOVERFLOW);
 
+  /* throttle: 5 per second in bursts of 2 */
+  {
+    int allowed = -1;
+    uint64_t retry = 99, remaining = 99;
+    CHECK_RC(shmkv_throttle(kv, "rl", 2, 5, 1000, 2, &allowed, &retry, &remaining), 0);
+    CHECK(allowed == 1 && retry == 0 && remaining == 1);
+    CHECK_RC(shmkv_throttle(kv, "rl", 2, 5, 1000, 2, &allowed, &retry, &remaining), 0);
+    CHECK(allowed == 1 && remaining == 0);
+    CHECK_RC(shmkv_throttle(kv, "rl", 2, 5, 1000, 2, &allowed, &retry, &remaining), 0);
+    CHECK(allowed == 0 && retry > 0 && retry <= 200 && remaining == 0);
+    CHECK_RC(shmkv_throttle(kv, "rl", 2, 0, 1000, 2, &allowed, &retry, &remaining), SHMKV_EINVAL);
+    CHECK_RC(shmkv_throttle(kv, "hello", 5, 5, 1000, 2, &allowed, &retry, &remaining),
+             SHMKV_ENOTNUM);
+  }
+
+  /* get_stale: a fresh entry is returned with expired_ms = 0 */
+  {
+    uint64_t expired_ms = 99;
+    CHECK_RC(shmkv_get_stale(kv, "plain", 5, buf, sizeof(buf), &len, &info, &expired_ms), 0);
+    CHECK(len == 1 && buf[0] == 'p' && expired_ms == 0);
+    CHECK_RC(shmkv_get_stale(kv, "absent", 6, buf, sizeof(buf), &len, NULL, NULL),
+             SHMKV_ENOTFOUND);
+  }
+
   /* ttl / touch */
   CHECK_RC(shmkv_set(kv, "t", 1, "v", 1, 60000), 0);
   CHECK_RC(shmkv_ttl(kv, "t", 1, &ttl), 0);
@@ -213,7 +237,7 @@ int main(void) {
   st.struct_size = sizeof(st);
   CHECK_RC(shmkv_stats(kv, &st), 0);
   CHECK(st.memory_bytes == (4u << 20));
-  CHECK(st.items == 56);
+  CHECK(st.items == 57); /* 56 + the rate limiter "rl" */
   CHECK(st.hits > 0 && st.misses > 0 && st.sets > 0 && st.incrs >= 2);
   CHECK(st.attached_processes >= 1);
 
