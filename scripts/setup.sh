@@ -32,6 +32,12 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 #   php8.2-cli                                    PHP FFI binding test (tests/php)
 #   python3-pytest libpython3.11-testsuite        Python binding tests (pytest, and
 #                                                 CPython's test.mapping_tests)
+#   python3-flask gunicorn python3-flask-session  Flask sessions example and its test
+#                                                 (examples/flask-sessions), Flask-Session shim
+#   chromium                                      headless browser of the Express sessions
+#                                                 example's test (examples/express-sessions)
+#   php8.2-opcache curl                           PHP sessions example (opcache.preload) and
+#                                                 its test's HTTP client (examples/php-sessions)
 PACKAGES=(
   build-essential cmake ninja-build pkg-config
   libboost-dev libboost-program-options-dev
@@ -45,6 +51,9 @@ PACKAGES=(
   tmux
   php8.2-cli
   python3-pytest libpython3.11-testsuite
+  python3-flask gunicorn python3-flask-session
+  chromium
+  php8.2-opcache curl
 )
 
 # shellcheck source=scripts/lib/packages.sh

@@ -6,52 +6,21 @@
 #   SHMKV_LIB_DIR=build/lib bash bindings/node/test.sh
 #
 # Steps:
-#   1. libshmkv.so: from $SHMKV_LIB_DIR, else built here (target shmkv only)
-#      in $SHMKV_BUILD_DIR (default build-node/ at the top of the repository).
-#   2. node_modules: `npm ci --ignore-scripts` when missing or older than
-#      package-lock.json. Install scripts are skipped on purpose: nothing
-#      here needs one (sqlite3, a dependency of @keyv/test-suite, would
-#      compile for a minute and is never loaded), and the addon is built
-#      explicitly in the next step.
-#   3. the addon: cmake-js configure + build into build/Release/shmkv.node, linked
-#      to that libshmkv.so with a run path to it.
-#   4. node --test (test/cache.test.js, test/session.test.js) and vitest
-#      (test/*.test.mjs: @keyv/test-suite and KeyvShmkv's own tests).
+#   1-3. libshmkv.so, node_modules and the addon: build.sh (the same steps
+#      for the examples that use this binding).
+#   4. node --test (test/cache.test.js, test/session.test.js) and vitest (test/*.test.mjs: @keyv/test-suite
+#      and KeyvShmkv's own tests).
 #
 # Ends with "N passed, N failed" over both runners (vitest's own summary is
 # not one CI reads), and exits non-zero if anything failed or did not run.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-repo="$(cd "$here/../.." && pwd)"
 cd "$here"
 
-echo "== libshmkv"
-if [[ -z "${SHMKV_LIB_DIR:-}" ]]; then
-  build_dir="${SHMKV_BUILD_DIR:-$repo/build-node}"
-  cmake -S "$repo" -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-    -DSHMKV_BUILD_TESTS=OFF -DSHMKV_BUILD_BENCH=OFF -DSHMKV_BUILD_EXAMPLES=OFF >/dev/null
-  cmake --build "$build_dir" --target shmkv
-  SHMKV_LIB_DIR="$build_dir/lib"
-fi
-SHMKV_LIB_DIR="$(cd "$SHMKV_LIB_DIR" && pwd)"
-export SHMKV_LIB_DIR
-echo "using $SHMKV_LIB_DIR"
-
-echo "== node_modules"
-# npm writes node_modules/.package-lock.json on every install; a lock file
-# newer than it means the tree is stale.
-if [[ ! -f node_modules/.package-lock.json || package-lock.json -nt node_modules/.package-lock.json ]]; then
-  npm ci --ignore-scripts --no-audit --no-fund
-else
-  echo "up to date"
-fi
-
-echo "== addon"
-# configure every time: it looks libshmkv up again, and SHMKV_LIB_DIR may
-# differ from the last build's (a plain `compile` reuses the old cache).
-npx --no-install cmake-js configure --out build --log-level warn >/dev/null
-npx --no-install cmake-js build --out build --log-level warn
+# shellcheck source=bindings/node/build.sh
+source "$here/build.sh"
+shmkv_node_build
 
 results="$here/build/test-results"
 rm -rf "$results"

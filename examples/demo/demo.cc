@@ -24,7 +24,6 @@
 #include <cerrno>
 #include <charconv>
 #include <chrono>
-#include <cstdarg>
 #include <cstdint>
 #include <cstdio>
 #include <exception>
@@ -36,6 +35,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/say.h"
 #include "shmkv/cache.h"
 
 namespace {
@@ -56,24 +56,7 @@ constexpr auto kRateWindow = 2s;
 constexpr int kRequestsPerWorker = 6;
 constexpr std::string_view kRateKey = "ratelimit:api-key-42";
 
-// One write(2) per line, so that the lines of different processes never
-// interleave (and no stdio buffer is duplicated by fork()).
-__attribute__((format(printf, 1, 2))) void Say(const char* fmt, ...) {
-  char buf[1024];
-  va_list args;
-  va_start(args, fmt);
-  int n = std::vsnprintf(buf, sizeof(buf) - 1, fmt, args);
-  va_end(args);
-  if (n < 0) return;
-  if (n > static_cast<int>(sizeof(buf)) - 2) n = static_cast<int>(sizeof(buf)) - 2;
-  buf[n++] = '\n';
-  for (int off = 0; off < n;) {
-    const ssize_t w = write(STDOUT_FILENO, buf + off, static_cast<size_t>(n - off));
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) return;
-    off += static_cast<int>(w);
-  }
-}
+using shmkv_examples::Say;
 
 int64_t ToInt(std::string_view s) {
   int64_t v = 0;
