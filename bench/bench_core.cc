@@ -291,6 +291,23 @@ void BM_ShmkvIncr(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations());
 }
 
+// An admitted request: a limiter per key, with a rate no loop can reach,
+// so every call is the write path (read TAT, publish the next).
+void BM_ShmkvThrottle(benchmark::State& state) {
+  const Data& d = env->data;
+  size_t i = 0;
+  for (auto _ : state) {
+    auto r = env->counters->Throttle(d.counter_key(d.at(i++)), 1'000'000, std::chrono::seconds(1),
+                                     uint64_t{1} << 30);
+    if (!r) {
+      Skip(state, "throttle", r.error());
+      break;
+    }
+    benchmark::DoNotOptimize(r->allowed);
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+
 void BM_ShmkvDeleteReinsert(benchmark::State& state) {
   const Data& d = env->data;
   size_t i = 0;
@@ -348,6 +365,7 @@ BENCHMARK(BM_ShmkvGetMiss)->Name("shmkv/get_miss");
 BENCHMARK(BM_ShmkvSetUpdate)->Name("shmkv/set_update");
 BENCHMARK(BM_ShmkvSetNew)->Name("shmkv/set_new");
 BENCHMARK(BM_ShmkvIncr)->Name("shmkv/incr");
+BENCHMARK(BM_ShmkvThrottle)->Name("shmkv/throttle");
 BENCHMARK(BM_ShmkvDeleteReinsert)->Name("shmkv/delete_reinsert");
 BENCHMARK(BM_MapGetHit)->Name("map/get_hit");
 BENCHMARK(BM_MapGetMiss)->Name("map/get_miss");
