@@ -6,17 +6,20 @@
      $kv = Shmkv::create('sessions', ['memory_bytes' => 64 << 20]);
      $kv->set('user:42', 'alice', 30000);      // TTL in milliseconds, 0 = none
      $v  = $kv->get('user:42');                // string, or null when missing
-     $kv->add('lock:42', '1', 5000);           // false if the key exists
+     $kv->add('lock:42', '1', 5000, $cas);     // false if the key exists
      $n  = $kv->incr('hits');                  // int
      $kv->delete('user:42');                   // false if it was missing
+     $kv->delete('lock:42', $cas);             // only if unchanged since add
      $kv->close();
 
    The library is loaded from $SHMKV_LIB, else from the build tree
    (build/lib/libshmkv.so beside this repository), else as libshmkv.so.0
    from the loader's search path. FFI must be allowed: the CLI allows it by
    default (ffi.enable=preload lets the CLI call FFI::cdef); FPM and the
-   cli-server need ffi.enable=1 or the ffi.preload route
-   (see shared/research/ecosystem.md §4).
+   cli-server need ffi.enable=1 or the preload route: ffi.preload names a
+   header that declares FFI_SCOPE "SHMKV", FFI_LIB and CDEF below, and
+   opcache.preload compiles this file, whose code then takes the
+   declarations with FFI::scope() (examples/php-sessions does this).
 
    Errors are ShmkvException with the library's code (a negative SHMKV_E*
    value, or a positive errno) as getCode() and a message made of
@@ -114,6 +117,9 @@ CDEF;
     public const EREADONLY = -1014;
     public const EBUSY = -1015;
 
+    /** The FFI scope a preloaded header declares (ffi.preload). */
+    public const SCOPE = 'SHMKV';
+
     /** Initial size of the get() buffer; it grows on demand. */
     public const INITIAL_BUFFER = 65536;
 
@@ -126,12 +132,25 @@ CDEF;
     private int $bufLen;
     private FFI\CData $len;      // size_t[1]: get()'s value length
     private FFI\CData $num;      // int64_t[1]: incr() and ttl() results
+    private FFI\CData $cas;      // uint64_t[1]: add()'s new cas token
     private FFI\CData $addOpts;  // shmkv_write_opts_t for add()
 
-    /** The loaded library (one FFI::cdef per process). */
+    /** The loaded library (one FFI::cdef per process, or the preloaded scope). */
     public static function ffi(): FFI
     {
-        return self::$lib ??= FFI::cdef(self::CDEF, self::libraryPath());
+        return self::$lib ??= self::load();
+    }
+
+    private static function load(): FFI
+    {
+        if ((string)ini_get('ffi.preload') !== '') {
+            try {
+                return FFI::scope(self::SCOPE);
+            } catch (FFI\Exception) {
+                // Another header was preloaded: declare ours as usual.
+            }
+        }
+        return FFI::cdef(self::CDEF, self::libraryPath());
     }
 
     public static function libraryPath(): string
@@ -226,6 +245,7 @@ CDEF;
         $this->buf = $ffi->new('char[' . self::INITIAL_BUFFER . ']');
         $this->len = $ffi->new('size_t[1]');
         $this->num = $ffi->new('int64_t[1]');
+        $this->cas = $ffi->new('uint64_t[1]');
         $this->addOpts = $ffi->new('shmkv_write_opts_t');
         $ffi->shmkv_write_opts_init(FFI::addr($this->addOpts));
         $this->addOpts->mode = self::MODE_ADD;
@@ -295,13 +315,17 @@ CDEF;
         }
     }
 
-    /** Stores only if the key is absent; false if it is present. */
-    public function add(string $key, string $value, int $ttlMs = 0): bool
+    /**
+     * Stores only if the key is absent; false if it is present. $cas receives
+     * the new entry's cas token (for delete($key, $cas): "only if unchanged").
+     */
+    public function add(string $key, string $value, int $ttlMs = 0, ?int &$cas = null): bool
     {
         $this->addOpts->ttl_ms = $ttlMs;
         $rc = $this->ffi->shmkv_store($this->h ?? $this->closed(), $key, \strlen($key),
-                                      $value, \strlen($value), FFI::addr($this->addOpts), null);
+                                      $value, \strlen($value), FFI::addr($this->addOpts), $this->cas);
         if ($rc === 0) {
+            $cas = $this->cas[0];
             return true;
         }
         if ($rc === self::EEXIST) {
@@ -310,14 +334,17 @@ CDEF;
         throw self::error($this->ffi, $rc, 'add');
     }
 
-    /** True if the key was deleted, false if it was missing. */
-    public function delete(string $key): bool
+    /**
+     * True if the key was deleted, false if it was missing or, with
+     * $expectCas (a token from add(); 0 = any), written since.
+     */
+    public function delete(string $key, int $expectCas = 0): bool
     {
-        $rc = $this->ffi->shmkv_delete($this->h ?? $this->closed(), $key, \strlen($key), 0);
+        $rc = $this->ffi->shmkv_delete($this->h ?? $this->closed(), $key, \strlen($key), $expectCas);
         if ($rc === 0) {
             return true;
         }
-        if ($rc === self::ENOTFOUND) {
+        if ($rc === self::ENOTFOUND || $rc === self::ECAS) {
             return false;
         }
         throw self::error($this->ffi, $rc, 'delete');

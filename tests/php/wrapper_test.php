@@ -2,9 +2,10 @@
 /* tests/php: the PHP FFI wrapper bindings/php/Shmkv.php against the built
    libshmkv.so. Checks that the wrapper's cdef is the header's declarations
    verbatim, the data operations (set/get/add/delete/incr/ttl), binary-safe
-   keys and values, the get buffer growing for a large value, errors as
-   ShmkvException with the library's code and message, read-only handles,
-   close, and a forked child sharing the segment.
+   keys and values, add's cas token and delete with it, the get buffer
+   growing for a large value, errors as ShmkvException with the library's
+   code and message, read-only handles, close, and a forked child sharing
+   the segment.
 
      php -d ffi.enable=1 tests/php/wrapper_test.php [path/to/libshmkv.so]
 
@@ -148,6 +149,22 @@ check('delete reports whether the key was there', function () use ($kv) {
     same($kv->delete('lock'), false, 'second delete');
     same($kv->get('lock'), null, 'gone');
     same($kv->add('lock', 'c'), true, 'add after delete');
+});
+
+check('add gives the cas token; delete with it only while unchanged', function () use ($kv) {
+    same($kv->add('lease', 'mine', 0, $cas), true, 'add');
+    expect(is_int($cas) && $cas !== 0, 'a cas token');
+    same($kv->add('lease', 'theirs', 0, $other), false, 'add of a present key');
+    same($other, null, 'no token when nothing was stored');
+    $kv->set('lease', 'rewritten');
+    same($kv->delete('lease', $cas), false, 'stale token');
+    same($kv->get('lease'), 'rewritten', 'kept');
+    $kv->delete('lease');
+    same($kv->add('lease', 'again', 0, $cas2), true, 'add after delete');
+    expect($cas2 !== $cas, 'a new token');
+    same($kv->delete('lease', $cas), false, 'the old token does not match the new entry');
+    same($kv->delete('lease', $cas2), true, 'current token');
+    same($kv->delete('lease', $cas2), false, 'missing');
 });
 
 check('incr: initial on a missing key, then delta; values are decimal', function () use ($kv) {
