@@ -299,7 +299,10 @@ Result<std::string> Cache::GetOrCompute(std::string_view key,
     if (took) {
       LeaseRelease release(this, lease_key, *took);
       // The value may have been stored between the read and the lease.
-      if (!Get(key, &value)) return value;
+      // A serve-stale read, not Get: Get would reclaim an expired value
+      // that the other callers are being served meanwhile.
+      std::string again;
+      if (!GetStale(key, &again, nullptr, &expired_for) && expired_for.count() == 0) return again;
       Result<std::string> computed = compute();
       if (!computed) return computed.error();
       WriteOptions w;

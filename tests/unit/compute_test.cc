@@ -175,6 +175,24 @@ TEST_F(ComputeTest, WhileAnotherHoldsTheLeaseItServesStaleOrWaits) {
   EXPECT_EQ(calls, 1);
 }
 
+TEST_F(ComputeTest, TheStaleValueStaysServableWhileTheLeaseHolderComputes) {
+  ASSERT_FALSE(cache().Set("feed", "old", milliseconds(100)));
+  At(150);
+  std::string seen_during = "<not read>";
+  auto compute = [&]() -> shmkv::Result<std::string> {
+    // What another process with serve_stale would get now.
+    std::string stale;
+    milliseconds expired_for{0};
+    if (cache().GetStale("feed", &stale, nullptr, &expired_for)) stale = "<gone>";
+    seen_during = stale;
+    return std::string("new");
+  };
+  auto v = cache().GetOrCompute("feed", compute);
+  ASSERT_TRUE(v) << v.error().message();
+  EXPECT_EQ(*v, "new");
+  EXPECT_EQ(seen_during, "old");
+}
+
 TEST_F(ComputeTest, BadArguments) {
   auto ok = []() -> shmkv::Result<std::string> { return std::string("x"); };
   shmkv::ComputeOptions o;
