@@ -50,6 +50,29 @@ index (cost proportional to the segment's capacity), iteration is not a
 snapshot (a key written concurrently may be missed or, while entries move,
 seen twice), and entries may expire or be evicted at any time.
 
+Cache-aside with stampede protection, get_or_compute(key, fn, ttl=...):
+returns the value of key; on a miss exactly one caller across all processes
+runs fn() (holding a lease: an ADD of the key "\\0lease:" + key with a TTL
+of `lease` seconds) and stores its result with `ttl`, while the others poll
+with backoff (1 ms doubling to 50 ms) until the value appears, or the lease
+lapses and one of them takes over, for up to `wait` seconds, then raise Busy;
+with serve_stale=True they return the expired value at once when one is
+still in memory. This is the protocol of the C++ Cache::GetOrCompute (same
+lease key, same lease value "pid N", released by a delete with the lease's
+cas token), so Python and C++ processes share one computation. An exception
+from fn propagates, nothing is stored, and the lease is released.
+
+get_stale(key) -> (value, expired): also returns an entry whose TTL has
+passed and that is still in memory; expired is how many seconds ago it
+expired (a float, 0.0 for an entry that has not expired), and a miss gives
+(default, None). Any plain read or write of the key (get, `in`, ttl(), ...)
+removes an expired entry, as does the janitor; get_stale itself never does.
+
+throttle(key, rate, period_ms, burst) -> Throttle(allowed, retry_after_ms,
+remaining): a GCRA rate limiter (shmkv_throttle), one atomic step per call:
+bursts of up to `burst` requests, then `rate` per `period_ms` milliseconds,
+across every process of the segment.
+
 Processes and threads: a Cache may be shared by threads (the library
 releases the GIL in every call). After os.fork() (multiprocessing's
 "fork") the child may keep using an inherited Cache; with "spawn" the
@@ -69,9 +92,11 @@ import math
 import os
 import re
 import threading
+import time
+import typing
 
 __all__ = [
-    "Cache", "unlink", "library_version", "Error", "NotFound", "Exists", "CasMismatch",
+    "Cache", "Throttle", "unlink", "library_version", "Error", "NotFound", "Exists", "CasMismatch",
     "BufferTooSmall", "InvalidArgument", "KeyTooBig", "ValueTooBig", "NoSpace", "NotNumber",
     "Overflow", "NoSegment", "PermissionDenied", "BadSegment", "ReadOnly", "Busy",
     "VALUE_STR", "KEY_BYTES", "ENOTFOUND", "EEXIST", "ECAS", "ETOOSMALL", "EINVAL", "EKEYTOOBIG",
@@ -309,6 +334,8 @@ def _declare(lib):
         "shmkv_close": (c_int, [handle]),
         "shmkv_unlink": (c_int, [cp]),
         "shmkv_get": (c_int, [handle, cp, c_size_t, vp, c_size_t, byref_size, p(_ItemInfo)]),
+        "shmkv_get_stale": (c_int, [handle, cp, c_size_t, vp, c_size_t, byref_size,
+                                    p(_ItemInfo), p(c_u64)]),
         "shmkv_mget": (c_int, [handle, c_size_t, p(vp), p(c_size_t), p(vp), p(c_size_t),
                                p(c_size_t), p(c_int), p(_ItemInfo)]),
         "shmkv_store": (c_int, [handle, cp, c_size_t, cp, c_size_t, p(_WriteOpts), p(c_u64)]),
@@ -316,6 +343,8 @@ def _declare(lib):
         "shmkv_incr": (c_int, [handle, cp, c_size_t, c_i64, c_i64, c_u64, p(c_i64)]),
         "shmkv_touch": (c_int, [handle, cp, c_size_t, c_u64]),
         "shmkv_ttl": (c_int, [handle, cp, c_size_t, p(c_i64)]),
+        "shmkv_throttle": (c_int, [handle, cp, c_size_t, c_u64, c_u64, c_u64, p(c_int), p(c_u64),
+                                   p(c_u64)]),
         "shmkv_clear": (c_int, [handle]),
         "shmkv_scan": (c_int, [handle, p(c_u64), cp, c_size_t, c_size_t, _SCAN_FN, vp]),
         "shmkv_stats": (c_int, [handle, p(_Stats)]),
@@ -400,8 +429,9 @@ def _value_out(raw, user_flags):
     return raw
 
 
-def _ttl_ms(ttl):
-    """Seconds (int, float) or a timedelta -> milliseconds; None/0 -> 0."""
+def _ttl_ms(ttl, what="ttl"):
+    """Seconds (int, float) or a timedelta -> milliseconds; None/0 -> 0.
+    `what` names the argument in error messages."""
     if ttl is None:
         return 0
     if isinstance(ttl, datetime.timedelta):
@@ -412,17 +442,17 @@ def _ttl_ms(ttl):
         ms = ttl * 1000
     elif isinstance(ttl, float):
         if math.isnan(ttl) or math.isinf(ttl):
-            raise ValueError("ttl must be finite, not %r" % ttl)
+            raise ValueError("%s must be finite, not %r" % (what, ttl))
         ms = round(ttl * 1000)
         if ms == 0 and ttl > 0:
             ms = 1
     else:
-        raise TypeError("ttl is seconds (int or float) or a timedelta, not %s" %
-                        type(ttl).__name__)
+        raise TypeError("%s is seconds (int or float) or a timedelta, not %s" %
+                        (what, type(ttl).__name__))
     if ms < 0:
-        raise ValueError("ttl must not be negative")
+        raise ValueError("%s must not be negative" % what)
     if ms > _MAX_TTL_MS:
-        raise ValueError("ttl %r is longer than the library's limit of 2^40 ms" % (ttl,))
+        raise ValueError("%s %r is longer than the library's limit of 2^40 ms" % (what, ttl))
     return ms
 
 
@@ -458,6 +488,34 @@ def _uint(n, what, bits):
     return n
 
 
+def _count(n, what):
+    """A throttle() argument: an int in the range of uint64_t (the library
+    then checks that it is at least 1)."""
+    if not isinstance(n, int) or isinstance(n, bool):
+        raise TypeError("%s must be an int, not %s" % (what, type(n).__name__))
+    if not 0 <= n < (1 << 64):
+        raise InvalidArgument(EINVAL, "%s %d is out of range" % (what, n))
+    return n
+
+
+def _duration_ms(seconds, what):
+    """A required duration (get_or_compute's lease and wait): seconds (int,
+    float) or a timedelta -> milliseconds; None is refused."""
+    if seconds is None:
+        raise TypeError("%s is seconds (int or float) or a timedelta, not None" % what)
+    return _ttl_ms(seconds, what)
+
+
+# Key and value types as annotated (bytearray and memoryview are read as bytes).
+_KeyLike = typing.Union[str, bytes, bytearray, memoryview]
+_ValueLike = typing.Union[str, bytes, bytearray, memoryview]
+
+# The prefix of get_or_compute's lease keys, as Cache::GetOrCompute makes them.
+_LEASE_PREFIX = "\0lease:"
+# get_or_compute's polling: 1 ms, doubling up to 50 ms.
+_BACKOFF_FIRST = 0.001
+_BACKOFF_MAX = 0.05
+
 _MISSING = object()
 _tls = threading.local()
 
@@ -470,6 +528,7 @@ class _GetScratch:
         self.len = ctypes.c_size_t()
         self.info = _ItemInfo()
         self.info.struct_size = ctypes.sizeof(_ItemInfo)
+        self.expired = ctypes.c_uint64()
 
 
 def _scratch():
@@ -480,6 +539,17 @@ def _scratch():
 
 
 # --- the cache ----------------------------------------------------------------
+
+class Throttle(typing.NamedTuple):
+    """A throttle() decision. allowed: the request is admitted (and counted);
+    retry_after_ms: 0 when allowed, else how many milliseconds until one
+    request would be (rounded up); remaining: how many more requests would
+    be admitted right now."""
+
+    allowed: bool
+    retry_after_ms: int
+    remaining: int
+
 
 class Cache(collections.abc.MutableMapping):
     """A handle on a shmkv segment.
@@ -599,6 +669,38 @@ class Cache(collections.abc.MutableMapping):
             return None, None
         return _value_out(r[0], r[1]), r[2]
 
+    def _get_stale(self, key):
+        """(raw value, user_flags, expired ms), or None when missing; expired
+        ms is 0 for an entry that has not expired (shmkv_get_stale)."""
+        h = self._handle()
+        kb, _ = _key(key)
+        s = _scratch()
+        buf, n, info, expired = s.buf, s.len, s.info, s.expired
+        while True:
+            rc = _lib.shmkv_get_stale(h, kb, len(kb), buf, len(buf), ctypes.byref(n),
+                                      ctypes.byref(info), ctypes.byref(expired))
+            if rc == 0:
+                return ctypes.string_at(buf, n.value), info.user_flags, expired.value
+            if rc == ENOTFOUND:
+                return None
+            if rc != ETOOSMALL:
+                raise _error(rc)
+            buf = ctypes.create_string_buffer(n.value)
+
+    def get_stale(self, key: _KeyLike, default: typing.Any = None
+                  ) -> typing.Tuple[typing.Any, typing.Optional[float]]:
+        """(value, expired): like get(), but an entry whose TTL has passed
+        and that is still in memory is returned too. expired is how many
+        seconds ago it expired (a float; 0.0 when it has not expired); a
+        miss gives (default, None). For serving the previous value while
+        one process recomputes it. An expired entry stays readable until a
+        plain read or write of the key (get, `in`, ttl(), set, ...), the
+        janitor or eviction removes it; get_stale never does."""
+        r = self._get_stale(key)
+        if r is None:
+            return default, None
+        return _value_out(r[0], r[1]), r[2] / 1000.0
+
     def get_many(self, keys, encoding=None):
         """{key: value} for the keys present, read with one shmkv_mget call.
         Each value comes back as get() returns it (str if stored as str,
@@ -659,15 +761,17 @@ class Cache(collections.abc.MutableMapping):
 
     # Writes.
 
-    def _store(self, key, value, ttl, mode, expect_cas=0, noevict=False):
+    def _store(self, key, value, ttl, mode, expect_cas=0, noevict=False, new_cas=None):
         """The shmkv_store result code, raising for anything but ENOTFOUND,
-        EEXIST and ECAS, which the callers turn into False."""
+        EEXIST and ECAS, which the callers turn into False. new_cas: a
+        ctypes.c_uint64 that receives the new cas token."""
         h = self._handle()
         kb, kflag = _key(key)
         vb, vflag = _value(value)
         o = _WriteOpts(ctypes.sizeof(_WriteOpts), mode, _ttl_ms(ttl), expect_cas,
                        kflag | vflag, _WRITE_NOEVICT if noevict else 0)
-        rc = _lib.shmkv_store(h, kb, len(kb), vb, len(vb), ctypes.byref(o), None)
+        rc = _lib.shmkv_store(h, kb, len(kb), vb, len(vb), ctypes.byref(o),
+                              None if new_cas is None else ctypes.byref(new_cas))
         if rc and rc not in (ENOTFOUND, EEXIST, ECAS):
             raise _error(rc)
         return rc
@@ -745,6 +849,108 @@ class Cache(collections.abc.MutableMapping):
         rc = _lib.shmkv_clear(self._handle())
         if rc:
             raise _error(rc)
+
+    def throttle(self, key: _KeyLike, rate: int, period_ms: int, burst: int) -> Throttle:
+        """Rate limiting (GCRA, shmkv_throttle): admits bursts of up to
+        `burst` requests, then `rate` per `period_ms` milliseconds, on the
+        limiter stored under key, shared by every process of the segment.
+        Each call decides and records in one atomic step (a denied request
+        records nothing) and returns a Throttle(allowed, retry_after_ms,
+        remaining). An idle limiter expires once it is back to a full
+        burst. rate, period_ms and burst must be at least 1, and rate /
+        period_ms at most one request per microsecond: else
+        InvalidArgument. NotNumber if the key holds something else than a
+        limiter."""
+        h = self._handle()
+        kb, _ = _key(key)
+        rate = _count(rate, "rate")
+        period_ms = _count(period_ms, "period_ms")
+        burst = _count(burst, "burst")
+        allowed = ctypes.c_int()
+        retry_after_ms = ctypes.c_uint64()
+        remaining = ctypes.c_uint64()
+        rc = _lib.shmkv_throttle(h, kb, len(kb), rate, period_ms, burst, ctypes.byref(allowed),
+                                 ctypes.byref(retry_after_ms), ctypes.byref(remaining))
+        if rc:
+            raise _error(rc)
+        return Throttle(allowed.value == 1, retry_after_ms.value, remaining.value)
+
+    # Cache-aside.
+
+    def get_or_compute(self, key: _KeyLike, fn: typing.Callable[[], _ValueLike], ttl=None, *,
+                       lease=10.0, wait=10.0, serve_stale: bool = False
+                       ) -> typing.Union[str, bytes]:
+        """The value of key; on a miss, exactly one caller across all
+        processes runs fn() and stores what it returns (str or bytes, kept
+        as such, as set() does) with `ttl`, and the others get that value.
+
+        The caller that computes holds a lease: an ADD of the key
+        "\\0lease:" + key (str or bytes as key is) with a TTL of `lease`,
+        released when it is done (a delete with the lease's cas token, so
+        that a lease that lapsed and was taken over is left alone). After
+        taking it, the key is read again: it may have been stored
+        meanwhile. The other callers poll, 1 ms doubling to 50 ms, until the
+        value appears or the lease lapses (a computation that died or hangs
+        longer than `lease`: then one of them takes over), for up to `wait`
+        seconds, then raise Busy; with serve_stale=True, a caller that
+        finds an expired value still in memory (see get_stale()) returns it
+        at once instead of waiting. The protocol is Cache::GetOrCompute's
+        in the C++ API: C++ and Python processes share one computation.
+
+        A value found in the cache comes back as get() returns it (a value
+        stored by another language, as by Cache::GetOrCompute, is bytes).
+        ttl: the value's TTL (seconds or a timedelta; None = no expiry).
+        lease, wait: seconds (int or float) or timedeltas; lease > 0.
+        An exception from fn propagates: nothing is stored and the lease is
+        released. The key may be at most max_key_len - 7 bytes long (room
+        for the lease key): else KeyTooBig."""
+        if not callable(fn):
+            raise TypeError("fn must be callable, not %s" % type(fn).__name__)
+        kb, _ = _key(key)
+        _ttl_ms(ttl)  # a bad TTL fails before anything is computed
+        if _duration_ms(lease, "lease") == 0:
+            raise InvalidArgument(EINVAL, "lease must be positive, not %r" % (lease,))
+        wait_s = _duration_ms(wait, "wait") / 1000.0
+        lease_key = _LEASE_PREFIX + key if isinstance(key, str) else _LEASE_PREFIX.encode() + kb
+        holder = b"pid %d" % os.getpid()
+        deadline = time.monotonic() + wait_s
+        backoff = _BACKOFF_FIRST
+        while True:
+            r = self._get_stale(key)
+            if r is not None and r[2] == 0:
+                return _value_out(r[0], r[1])  # fresh
+            token = ctypes.c_uint64()
+            if self._store(lease_key, holder, lease, _ADD, new_cas=token) == 0:
+                try:
+                    # Stored between the read and the lease? A serve-stale
+                    # read, not get(): a plain read would remove the expired
+                    # value that the other callers may be serving meanwhile.
+                    again = self._get_stale(key)
+                    if again is not None and again[2] == 0:
+                        return _value_out(again[0], again[1])
+                    value = fn()
+                    self._store(key, value, ttl, _SET)
+                    return value if isinstance(value, str) else bytes(value)
+                finally:
+                    self._release(lease_key, token.value)
+            # Someone else holds the lease.
+            if r is not None and serve_stale:
+                return _value_out(r[0], r[1])
+            now = time.monotonic()
+            if now >= deadline:
+                raise Busy(EBUSY, "%r is being computed by another caller (lease %r); "
+                                  "waited %g s" % (key, lease_key, wait_s))
+            time.sleep(min(backoff, deadline - now))
+            backoff = min(backoff * 2, _BACKOFF_MAX)
+
+    def _release(self, lease_key, token):
+        """Deletes get_or_compute's lease if it is still ours (its cas token
+        unchanged). A failure leaves the lease to lapse after its TTL."""
+        h = self._h
+        if h is None:
+            return
+        kb, _ = _key(lease_key)
+        _lib.shmkv_delete(h, kb, len(kb), token)
 
     # Scans.
 

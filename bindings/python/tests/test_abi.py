@@ -66,7 +66,7 @@ def test_constants_match_the_header():
 def test_every_declared_function_is_in_the_header():
     text = header()
     for name in ["shmkv_options_init", "shmkv_open", "shmkv_close", "shmkv_unlink", "shmkv_get",
-                 "shmkv_mget", "shmkv_store", "shmkv_delete", "shmkv_incr", "shmkv_touch",
-                 "shmkv_ttl", "shmkv_clear", "shmkv_scan", "shmkv_stats", "shmkv_strerror",
-                 "shmkv_version", "shmkv_last_error"]:
+                 "shmkv_get_stale", "shmkv_mget", "shmkv_store", "shmkv_delete", "shmkv_incr",
+                 "shmkv_touch", "shmkv_ttl", "shmkv_throttle", "shmkv_clear", "shmkv_scan",
+                 "shmkv_stats", "shmkv_strerror", "shmkv_version", "shmkv_last_error"]:
         assert re.search(r"\b%s\(" % name, text), name

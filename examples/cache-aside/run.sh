@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Cache-aside in front of a real SQLite database (cache_aside.py), with
+# stampede protection (shmkv.Cache.get_or_compute):
+#
+#   bash examples/cache-aside/run.sh
+#
+# Builds libshmkv if needed, builds the sample database on first run
+# (200 000 orders, reused by later runs), then prints the timings of a slow
+# aggregate query uncached, on a miss and cached; runs 8 processes that
+# miss at once and sums the queries the database actually ran (1); shows
+# that the next call after the TTL queries again, once; and that
+# serve_stale returns the expired report at once while another process
+# recomputes it. Exit status 0 when every check passed. The segment is
+# removed on exit.
+#
+# Arguments go to cache_aside.py: --db PATH, --orders N, --ttl SECONDS,
+# --processes N, --start-method fork|spawn (see --help).
+#
+# Environment: SHMKV_LIB (default: build the library in $SHMKV_BUILD_DIR,
+# default build). When nothing is built yet, scripts/setup.sh installs and
+# builds what is needed first.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+root="$PWD"
+build="${SHMKV_BUILD_DIR:-build}"
+python=/usr/bin/python3
+
+if [[ -z "${SHMKV_LIB:-}" && ! -f "$build/CMakeCache.txt" ]]; then
+  bash scripts/setup.sh
+fi
+if [[ -z "${SHMKV_LIB:-}" ]]; then
+  cmake --build "$build" --target shmkv >/dev/null  # brings an existing build up to date
+  [[ "$build" == /* ]] || build="$root/$build"
+  SHMKV_LIB="$build/lib/libshmkv.so"
+fi
+export SHMKV_LIB
+export PYTHONPATH="$root/bindings/python${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONDONTWRITEBYTECODE=1
+
+segment="shmkv-cache-aside-$$"
+cleanup() {
+  "$python" -c "import shmkv, sys; shmkv.unlink(sys.argv[1])" "$segment" || true
+}
+trap cleanup EXIT
+
+"$python" "$root/examples/cache-aside/cache_aside.py" --segment "$segment" "$@"
