@@ -12,7 +12,9 @@
 //   cache.close();
 //
 // Every call is synchronous: it reads or writes shared memory in
-// microseconds (see src/addon.cc for why there is no async variant).
+// microseconds (see src/addon.cc for why there is no async variant). The
+// one exception is getOrCompute(), which awaits the caller's own function
+// (a database query, say) and waits for other processes with timers.
 // Keys and values are strings (stored as UTF-8), Buffers, other
 // ArrayBufferViews or ArrayBuffers; numbers and bigints are stored as their
 // decimal text (so incr works on them). get() returns a Buffer,
@@ -25,6 +27,7 @@
 // library's own explanation in the message.
 
 const path = require('node:path');
+const { setTimeout: sleep } = require('node:timers/promises');
 
 const addon = loadAddon();
 const { constants } = addon;
@@ -91,6 +94,48 @@ function valueArg(value) {
   return value;
 }
 
+// A whole number of ms (fractions round up) of at least min; Infinity only
+// where allowed.
+function msArg(value, what, min, infinite = false) {
+  if (typeof value === 'bigint') value = Number(value);
+  if (typeof value !== 'number' || Number.isNaN(value)) throw typeError(`${what} must be a number of milliseconds`);
+  if (value === Infinity && infinite) return value;
+  if (value < min || !Number.isFinite(value)) {
+    throw rangeError(`${what} must be a finite number of ms >= ${min}, got ${value}`);
+  }
+  return Math.ceil(value);
+}
+
+// A count for throttle(): a non-negative integer, as a number or a BigInt.
+// Zero and too large values go through: the library answers SHMKV_EINVAL.
+function countArg(value, what) {
+  if (typeof value === 'bigint') {
+    if (value < 0n || value > UINT64_MAX) {
+      throw rangeError(`${what} must be a non-negative 64-bit integer, got ${value}`);
+    }
+    return value;
+  }
+  if (typeof value !== 'number') throw typeError(`${what} must be an integer`);
+  if (!Number.isSafeInteger(value) || value < 0) {
+    throw rangeError(`${what} must be a non-negative integer, got ${value}`);
+  }
+  return value;
+}
+
+// The bytes of a key or value as a Buffer (a view, no copy, for binary
+// data), as the addon reads them.
+function bytesOf(value, what) {
+  if (typeof value === 'string') return Buffer.from(value, 'utf8');
+  if (ArrayBuffer.isView(value)) return Buffer.from(value.buffer, value.byteOffset, value.byteLength);
+  if (value instanceof ArrayBuffer) return Buffer.from(value);
+  throw typeError(`The "${what}" argument must be a string, Buffer, TypedArray, DataView or ArrayBuffer`);
+}
+
+// getOrCompute's lease on key is the key "\0lease:" + key, as in the C++
+// Cache::GetOrCompute and the other bindings, so that processes in every
+// language share one lease per key.
+const LEASE_PREFIX = Buffer.from('\0lease:', 'latin1');
+
 function int64Arg(value, what) {
   if (typeof value === 'bigint') return value;
   if (!Number.isSafeInteger(value)) throw rangeError(`${what} must be a safe integer or a BigInt, got ${value}`);
@@ -107,6 +152,7 @@ const MIN_SAFE = BigInt(Number.MIN_SAFE_INTEGER);
 const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
 const INT64_MIN = -(2n ** 63n);
 const INT64_MAX = 2n ** 63n - 1n;
+const UINT64_MAX = 2n ** 64n - 1n;
 
 class Cache {
   #native;
@@ -212,6 +258,18 @@ class Cache {
   }
 
   /**
+   * Serve-stale read: {value: Buffer, expiredMs} or undefined. Unlike get,
+   * it also returns an entry whose TTL has passed but that is still in
+   * memory, with expiredMs = how long ago it expired (0: not expired). Such
+   * an entry stays readable until something reclaims it: a plain get, ttl,
+   * has or write of the key, the janitor (shmkvd) or eviction; getStale
+   * itself never removes it. options.string: value as a string.
+   */
+  getStale(key, options) {
+    return this.#native.getStale(key, Boolean(options?.string));
+  }
+
+  /**
    * Stores value only if the key's cas token is still `token` (from gets).
    * False if the key changed or vanished since. options as for set (nx/xx
    * excepted).
@@ -273,6 +331,101 @@ class Cache {
   /** Sets a new TTL in ms (0 = no expiry); false if the key is missing. */
   touch(key, ttl) {
     return this.#native.touch(key, ttlArg(ttl));
+  }
+
+  /**
+   * Rate limiter (GCRA) on key, shared by every process on the segment:
+   * allows bursts of up to `burst` requests, then `rate` per `periodMs`,
+   * decided and recorded in one atomic step. Returns {allowed, retryAfterMs
+   * (0 when allowed, else ms until one request would be, rounded up),
+   * remaining (how many more would be allowed right now)}. A denied request
+   * records nothing. The key expires once the limiter is back to a full
+   * burst. rate, periodMs and burst must be at least 1, at most one request
+   * per microsecond (else SHMKV_EINVAL); a key holding anything else than
+   * a limiter throws SHMKV_ENOTNUM.
+   *
+   *   const { allowed, retryAfterMs } = cache.throttle(`rl:${user}`, 10, 1000, 20);
+   */
+  throttle(key, rate, periodMs, burst) {
+    return this.#native.throttle(key, countArg(rate, 'rate'), countArg(periodMs, 'periodMs'),
+      countArg(burst, 'burst'));
+  }
+
+  /**
+   * Cache-aside with stampede protection, across every process on the
+   * segment (in any language): resolves to the value of key; on a miss
+   * exactly one caller runs `await fn()` and stores its result with
+   * options.ttl, while the others (in this process or any other) wait for
+   * it. fn returns (or resolves to) a value as set takes it. The caller
+   * that computes holds a lease, the key "\0lease:" + key added with a TTL
+   * of options.lease; the others poll with a backoff of 1 ms doubling to
+   * 50 ms (timers: the event loop is never blocked) until the value is
+   * there, or until the lease lapses (its holder died or hung) and one of
+   * them takes over. After options.wait ms they reject with SHMKV_EBUSY;
+   * with options.serveStale, a caller that finds an expired value still in
+   * memory (see getStale) gets it at once instead of waiting. If fn throws
+   * or rejects, nothing is stored, the lease is released and the error
+   * propagates. The key may be at most maxKeyLen - 7 bytes.
+   *
+   * options: ttl (of the computed value; default none), lease (default
+   * 10000 ms), wait (default 10000 ms; Infinity waits as long as it
+   * takes), serveStale (default false), string (resolve to a string
+   * instead of a Buffer).
+   *
+   *   const row = await cache.getOrCompute(`user:${id}`, async () => JSON.stringify(await db.user(id)),
+   *     { ttl: 60_000, string: true });
+   */
+  async getOrCompute(key, fn, options) {
+    if (typeof fn !== 'function') throw typeError('getOrCompute: fn must be a function');
+    const o = options ?? {};
+    const ttl = ttlArg(o.ttl);
+    const lease = msArg(o.lease ?? 10_000, 'lease', 1);
+    const wait = msArg(o.wait ?? 10_000, 'wait', 0, true);
+    const asString = Boolean(o.string);
+    const native = this.#native;
+    const leaseKey = Buffer.concat([LEASE_PREFIX, bytesOf(key, 'key')]);
+    const holder = `pid ${process.pid}`;
+    const deadline = performance.now() + wait;
+    let backoff = 1;
+    for (;;) {
+      const stale = native.getStale(key, asString);
+      if (stale !== undefined && stale.expiredMs === 0) return stale.value;
+      const cas = native.store(leaseKey, holder, constants.ADD, lease, 0n, 0, 0);
+      if (cas !== null) {
+        try {
+          // The value may have been stored between the read and the lease.
+          // A serve-stale read, not get: get would reclaim an expired value
+          // that the other callers are being served meanwhile.
+          const current = native.getStale(key, asString);
+          if (current !== undefined && current.expiredMs === 0) return current.value;
+          const computed = valueArg(await fn());
+          native.store(key, computed, constants.SET, ttl, 0n, 0, 0);
+          const bytes = bytesOf(computed, 'value');
+          if (asString) return typeof computed === 'string' ? computed : bytes.toString('utf8');
+          return typeof computed === 'string' ? bytes : Buffer.from(bytes);
+        } finally {
+          // Only our own lease (expect its cas): if it lapsed and another
+          // caller took it, this deletes nothing. A failure here (the cache
+          // closed meanwhile) leaves the lease to its TTL.
+          try {
+            native.delete(leaseKey, cas);
+          } catch {
+            // the lease lapses by itself
+          }
+        }
+      }
+      if (stale !== undefined && o.serveStale) return stale.value;
+      const left = deadline - performance.now();
+      if (left <= 0) {
+        const error = new Error(`getOrCompute: not computed within ${wait} ms by the holder of the lease ` +
+          '(contention bound hit; retry)');
+        error.code = 'SHMKV_EBUSY';
+        error.errno = addon.codes.SHMKV_EBUSY;
+        throw error;
+      }
+      await sleep(Math.min(backoff, left));
+      backoff = Math.min(backoff * 2, 50);
+    }
   }
 
   /** Remaining TTL in ms, -1 for a key with no expiry, undefined if missing. */

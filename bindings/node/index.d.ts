@@ -46,6 +46,35 @@ export interface Item<V = Buffer> {
   flags: number;
 }
 
+/** getStale's answer. */
+export interface StaleItem<V = Buffer> {
+  value: V;
+  /** How long ago the entry expired, in ms; 0 if it has not. */
+  expiredMs: number;
+}
+
+/** throttle's decision. */
+export interface ThrottleResult {
+  allowed: boolean;
+  /** 0 when allowed, else ms until one request would be (rounded up). */
+  retryAfterMs: number;
+  /** How many more requests would be allowed right now. */
+  remaining: number;
+}
+
+export interface ComputeOptions {
+  /** TTL of the computed value (default: none). */
+  ttl?: number;
+  /** How long the computing caller holds the lease (default 10000 ms). */
+  lease?: number;
+  /** How long the others wait before rejecting with SHMKV_EBUSY (default 10000 ms). */
+  wait?: number;
+  /** Resolve at once to an expired value still in memory while another caller computes. */
+  serveStale?: boolean;
+  /** Resolve to a string instead of a Buffer. */
+  string?: boolean;
+}
+
 export interface Stats {
   memoryBytes: number;
   memoryUsed: number;
@@ -83,6 +112,8 @@ export class Cache {
   replace(key: Bytes, value: Value, options?: Omit<SetOptions, 'nx' | 'xx'> | number): boolean;
   gets(key: Bytes, options?: { string?: false }): Item<Buffer> | undefined;
   gets(key: Bytes, options: { string: true }): Item<string> | undefined;
+  getStale(key: Bytes, options?: { string?: false }): StaleItem<Buffer> | undefined;
+  getStale(key: Bytes, options: { string: true }): StaleItem<string> | undefined;
   cas(key: Bytes, value: Value, token: bigint, options?: Omit<SetOptions, 'nx' | 'xx'> | number): boolean;
   delete(key: Bytes): boolean;
   /**
@@ -96,6 +127,13 @@ export class Cache {
   decr(key: Bytes, by: bigint, options?: { initial?: number | bigint; ttl?: number }): bigint;
   touch(key: Bytes, ttl: number): boolean;
   ttl(key: Bytes): number | undefined;
+  /** GCRA: bursts of up to burst requests, then rate per periodMs, across all processes. */
+  throttle(key: Bytes, rate: number | bigint, periodMs: number | bigint, burst: number | bigint): ThrottleResult;
+  /** On a miss, exactly one caller across all processes runs fn; the others wait for its value. */
+  getOrCompute(key: Bytes, fn: () => Value | PromiseLike<Value>,
+    options?: ComputeOptions & { string?: false }): Promise<Buffer>;
+  getOrCompute(key: Bytes, fn: () => Value | PromiseLike<Value>,
+    options: ComputeOptions & { string: true }): Promise<string>;
   mget(keys: Bytes[], options?: { string?: false }): Array<Buffer | undefined>;
   mget(keys: Bytes[], options: { string: true }): Array<string | undefined>;
   mgetItems(keys: Bytes[]): Array<{ value: Buffer; flags: number } | undefined>;

@@ -8,7 +8,8 @@
 # Steps:
 #   1-3. libshmkv.so, node_modules and the addon: build.sh (the same steps
 #      for the examples that use this binding).
-#   4. node --test (test/cache.test.js, test/session.test.js) and vitest (test/*.test.mjs: @keyv/test-suite
+#   4. node --test (test/cache.test.js, test/compute.test.js,
+#      test/session.test.js) and vitest (test/*.test.mjs: @keyv/test-suite
 #      and KeyvShmkv's own tests).
 #
 # Ends with "N passed, N failed" over both runners (vitest's own summary is
@@ -31,7 +32,7 @@ echo "== node --test"
 set +e
 node --test --test-reporter=spec --test-reporter-destination=stdout \
   --test-reporter=tap --test-reporter-destination="$results/node.tap" \
-  test/cache.test.js test/session.test.js
+  test/cache.test.js test/compute.test.js test/session.test.js
 node_rc=$?
 set -e
 # The TAP summary of the whole run is the unindented "# pass N"/"# fail N".

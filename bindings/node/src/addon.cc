@@ -178,11 +178,13 @@ class Cache : public Napi::ObjectWrap<Cache> {
                        {
                            InstanceMethod<&Cache::Get>("get"),
                            InstanceMethod<&Cache::Gets>("gets"),
+                           InstanceMethod<&Cache::GetStale>("getStale"),
                            InstanceMethod<&Cache::MGet>("mget"),
                            InstanceMethod<&Cache::Store>("store"),
                            InstanceMethod<&Cache::Delete>("delete"),
                            InstanceMethod<&Cache::Incr>("incr"),
                            InstanceMethod<&Cache::Touch>("touch"),
+                           InstanceMethod<&Cache::Throttle>("throttle"),
                            InstanceMethod<&Cache::Ttl>("ttl"),
                            InstanceMethod<&Cache::ScanStep>("scanStep"),
                            InstanceMethod<&Cache::Clear>("clear"),
@@ -267,6 +269,31 @@ class Cache : public Napi::ObjectWrap<Cache> {
     result.Set("cas", Napi::BigInt::New(env, item.cas));
     result.Set("ttl", Napi::Number::New(env, static_cast<double>(item.ttl_ms)));
     result.Set("flags", Napi::Number::New(env, item.user_flags));
+    return result;
+  }
+
+  // getStale(key, asString) -> {value, expiredMs} | undefined
+  //
+  // shmkv_get_stale: an entry whose TTL has passed but that is still in
+  // memory comes back too, with expiredMs = how long ago it expired (0 for
+  // a fresh one).
+  Napi::Value GetStale(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    shmkv_t* kv = Handle(env);
+    const Bytes key = ToBytes(env, info[0], &key_scratch_, "key");
+    size_t len = 0;
+    uint64_t expired_ms = 0;
+    for (;;) {
+      const int rc = shmkv_get_stale(kv, key.data, key.size, out_.data(), out_.size(), &len,
+                                     nullptr, &expired_ms);
+      if (rc == 0) break;
+      if (rc == SHMKV_ENOTFOUND) return env.Undefined();
+      if (rc != SHMKV_ETOOSMALL) throw MakeError(env, rc, "getStale");
+      out_.resize(std::max(len, out_.size() * 2));
+    }
+    Napi::Object result = Napi::Object::New(env);
+    result.Set("value", MakeValue(env, out_.data(), len, info[1].ToBoolean()));
+    result.Set("expiredMs", Napi::Number::New(env, static_cast<double>(expired_ms)));
     return result;
   }
 
@@ -408,6 +435,25 @@ class Cache : public Napi::ObjectWrap<Cache> {
     if (rc == 0) return Napi::Boolean::New(env, true);
     if (rc == SHMKV_ENOTFOUND) return Napi::Boolean::New(env, false);
     throw MakeError(env, rc, "touch");
+  }
+
+  // throttle(key, rate, periodMs, burst) -> {allowed, retryAfterMs, remaining}
+  // (index.js checks the types; the library checks the values).
+  Napi::Value Throttle(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    shmkv_t* kv = Handle(env);
+    const Bytes key = ToBytes(env, info[0], &key_scratch_, "key");
+    int allowed = 0;
+    uint64_t retry_after_ms = 0;
+    uint64_t remaining = 0;
+    const int rc = shmkv_throttle(kv, key.data, key.size, ToU64(info[1]), ToU64(info[2]),
+                                  ToU64(info[3]), &allowed, &retry_after_ms, &remaining);
+    if (rc != 0) throw MakeError(env, rc, "throttle");
+    Napi::Object result = Napi::Object::New(env);
+    result.Set("allowed", Napi::Boolean::New(env, allowed != 0));
+    result.Set("retryAfterMs", Napi::Number::New(env, static_cast<double>(retry_after_ms)));
+    result.Set("remaining", Napi::Number::New(env, static_cast<double>(remaining)));
+    return result;
   }
 
   // ttl(key) -> remaining ms | -1 (no expiry) | undefined (missing)
