@@ -101,6 +101,7 @@ CDEF;
     public const MODE_SET = 0;
     public const MODE_ADD = 1;
     public const MODE_REPLACE = 2;
+    public const WRITE_NOEVICT = 2;
     public const ENOTFOUND = -1001;
     public const EEXIST = -1002;
     public const ECAS = -1003;
@@ -318,10 +319,13 @@ CDEF;
     /**
      * Stores only if the key is absent; false if it is present. $cas receives
      * the new entry's cas token (for delete($key, $cas): "only if unchanged").
+     * $noEvict: never evicted (it still expires), e.g. for a lock.
      */
-    public function add(string $key, string $value, int $ttlMs = 0, ?int &$cas = null): bool
+    public function add(string $key, string $value, int $ttlMs = 0, ?int &$cas = null,
+                        bool $noEvict = false): bool
     {
         $this->addOpts->ttl_ms = $ttlMs;
+        $this->addOpts->flags = $noEvict ? self::WRITE_NOEVICT : 0;
         $rc = $this->ffi->shmkv_store($this->h ?? $this->closed(), $key, \strlen($key),
                                       $value, \strlen($value), FFI::addr($this->addOpts), $this->cas);
         if ($rc === 0) {

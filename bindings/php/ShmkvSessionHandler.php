@@ -192,7 +192,7 @@ final class ShmkvSessionHandler implements SessionHandlerInterface, SessionUpdat
         $token = bin2hex(random_bytes(16));
         $sleepUs = min(1000, $this->lockWaitUs);
         for ($retry = 0; ; ++$retry) {
-            if ($this->kv->add($key, $token, $this->lockExpireMs, $cas)) {
+            if ($this->kv->add($key, $token, $this->lockExpireMs, $cas, true)) {
                 $this->lockKey = $key;
                 $this->lockToken = $token;
                 $this->lockCas = $cas;

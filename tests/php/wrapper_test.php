@@ -2,8 +2,8 @@
 /* tests/php: the PHP FFI wrapper bindings/php/Shmkv.php against the built
    libshmkv.so. Checks that the wrapper's cdef is the header's declarations
    verbatim, the data operations (set/get/add/delete/incr/ttl), binary-safe
-   keys and values, add's cas token and delete with it, the get buffer
-   growing for a large value, errors as ShmkvException with the library's
+   keys and values, add's cas token and delete with it, add with noEvict
+   under memory pressure, the get buffer growing for a large value, errors as ShmkvException with the library's
    code and message, read-only handles, close, and a forked child sharing
    the segment.
 
@@ -165,6 +165,27 @@ check('add gives the cas token; delete with it only while unchanged', function (
     same($kv->delete('lease', $cas), false, 'the old token does not match the new entry');
     same($kv->delete('lease', $cas2), true, 'current token');
     same($kv->delete('lease', $cas2), false, 'missing');
+});
+
+check('add with noEvict survives a full cache that evicts plain entries', function () use ($seg) {
+    $name = $seg . '-full';
+    $small = Shmkv::create($name, ['memory_bytes' => 2 << 20]);
+    try {
+        same($small->add('lock', 'held', 60000, $cas, true), true, 'add noEvict');
+        $value = str_repeat('v', 200);
+        for ($i = 0; $i < 40000; ++$i) {
+            $small->set("fill:$i", $value);
+        }
+        same($small->get('lock'), 'held', 'the no-evict entry');
+        $kept = 0;
+        for ($i = 0; $i < 1000; ++$i) {
+            $kept += $small->get("fill:$i") === null ? 0 : 1;
+        }
+        expect($kept < 1000, "plain entries were evicted ($kept of the first 1000 kept)");
+    } finally {
+        $small->close();
+        Shmkv::unlink($name);
+    }
 });
 
 check('incr: initial on a missing key, then delta; values are decimal', function () use ($kv) {
