@@ -390,7 +390,7 @@ class Cache {
     for (;;) {
       const stale = native.getStale(key, asString);
       if (stale !== undefined && stale.expiredMs === 0) return stale.value;
-      const cas = native.store(leaseKey, holder, constants.ADD, lease, 0n, 0, 0);
+      const cas = native.store(leaseKey, holder, constants.ADD, lease, 0n, 0, constants.WRITE_NOEVICT);
       if (cas !== null) {
         try {
           // The value may have been stored between the read and the lease.

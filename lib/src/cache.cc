@@ -295,6 +295,7 @@ Result<std::string> Cache::GetOrCompute(std::string_view key,
     WriteOptions lease;
     lease.mode = WriteMode::kAdd;
     lease.ttl = options.lease;
+    lease.no_evict = true;  // memory pressure must not start a second computation
     Result<uint64_t> took = Store(lease_key, holder, lease);
     if (took) {
       LeaseRelease release(this, lease_key, *took);

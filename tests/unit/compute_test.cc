@@ -100,12 +100,15 @@ TEST_F(ComputeTest, CacheGetStaleGrowsItsString) {
 
 TEST_F(ComputeTest, ComputesOnAMissOnlyAndStoresWithTheTtl) {
   int calls = 0;
+  shmkv::ItemInfo lease_info;
   auto compute = [&]() -> shmkv::Result<std::string> {
     ++calls;
+    (void)cache().Get(LeaseKey("user:1"), &lease_info);
     return std::string("row-" + std::to_string(calls));
   };
   shmkv::ComputeOptions o;
   o.ttl = milliseconds(500);
+  o.lease = milliseconds(3000);
   auto v = cache().GetOrCompute("user:1", compute, o);
   ASSERT_TRUE(v) << v.error().message();
   EXPECT_EQ(*v, "row-1");
@@ -113,6 +116,9 @@ TEST_F(ComputeTest, ComputesOnAMissOnlyAndStoresWithTheTtl) {
   ASSERT_TRUE(v);
   EXPECT_EQ(*v, "row-1");
   EXPECT_EQ(calls, 1);
+  // The lease was held while computing: no-evict, with the lease's TTL.
+  EXPECT_TRUE(lease_info.no_evict);
+  EXPECT_EQ(lease_info.ttl, milliseconds(3000));
   auto ttl = cache().Ttl("user:1");
   ASSERT_TRUE(ttl);
   EXPECT_EQ(*ttl, milliseconds(500));

@@ -920,7 +920,7 @@ class Cache(collections.abc.MutableMapping):
             if r is not None and r[2] == 0:
                 return _value_out(r[0], r[1])  # fresh
             token = ctypes.c_uint64()
-            if self._store(lease_key, holder, lease, _ADD, new_cas=token) == 0:
+            if self._store(lease_key, holder, lease, _ADD, noevict=True, new_cas=token) == 0:
                 try:
                     # Stored between the read and the lease? A serve-stale
                     # read, not get(): a plain read would remove the expired

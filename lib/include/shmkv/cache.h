@@ -132,11 +132,11 @@ class SHMKV_EXPORT Cache {
                                     std::chrono::milliseconds period, uint64_t burst) noexcept;
   // Cache-aside with stampede protection: returns the value of key; on a
   // miss exactly one caller across all processes runs compute (holding a
-  // lease: an ADD of the key "\0lease:" + key with a TTL of options.lease)
-  // and stores its result with options.ttl, while the others poll with
-  // backoff until the value appears (or the lease lapses and one of them
-  // takes over) for up to options.wait, or get the expired value at once
-  // with options.serve_stale. An error from compute is returned, nothing is
+  // lease: an ADD, no-evict, of the key "\0lease:" + key with a TTL of
+  // options.lease) and stores its result with options.ttl, while the others
+  // poll with backoff until the value appears (or the lease lapses and one
+  // of them takes over) for up to options.wait, or get the expired value at
+  // once with options.serve_stale. An error from compute is returned, nothing is
   // stored, and the lease is released; so is it if compute throws (the
   // exception propagates: the one member that is not noexcept). The key
   // may be at most max_key_len - 7 bytes (room for the lease key).
