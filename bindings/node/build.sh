@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds what the Node.js binding needs before it can be loaded from this
 # tree; sourced by test.sh and by the examples that use the binding
-# (examples/express-sessions), and runnable by hand:
+# (examples/lib/node/example.sh), and runnable by hand:
 #
 #   bash bindings/node/build.sh                      # builds libshmkv in build-node/
 #   SHMKV_LIB_DIR=build/lib bash bindings/node/build.sh

@@ -20,124 +20,27 @@
 // The primary creates the segment, forks the workers, prints the URL once
 // every worker listens, and on SIGINT/SIGTERM stops them and removes the
 // segment. A segment that already exists (made by shmkvd, say) is used as
-// it is and left in place.
+// it is and left in place. That part, and the options every Node example
+// has, are in ../lib/node/cluster.js; this file has the options of its own
+// and a worker's express app.
 //
 //   GET  /          the login form (or the cart when logged in)
 //   POST /login     username=NAME: starts a session
 //   GET  /cart      the cart and the products
 //   POST /cart      product=ID: one more of it in the cart
 //   POST /logout    destroys the session: its key leaves the segment
-const cluster = require('node:cluster');
 const crypto = require('node:crypto');
-const http = require('node:http');
-const { parseArgs } = require('node:util');
 const express = require('express');
 const session = require('express-session');
 // In an application of your own: require('shmkv').
-const { Cache, ShmkvStore } = require('../../bindings/node');
+const { ShmkvStore } = require('../../bindings/node');
+const { integer, runExample } = require('../lib/node/cluster');
 
 const SEGMENT_MEMORY = '16M';
 const PRODUCTS = { apple: 'Apple', bread: 'Bread', cheese: 'Cheese', coffee: 'Coffee' };
 
 const USAGE = `usage: node app.js [--port N] [--workers N] [--segment NAME] [--max-age MS] [--keep-segment]
 (or PORT, WORKERS, SHMKV_SEGMENT, SESSION_MAX_AGE_MS, KEEP_SEGMENT=1, SESSION_SECRET)`;
-
-function integer(text, what, min) {
-  const n = Number(text);
-  if (!/^\d+$/.test(String(text).trim()) || !Number.isSafeInteger(n) || n < min) {
-    throw new RangeError(`${what} must be an integer >= ${min}, got "${text}"`);
-  }
-  return n;
-}
-
-function parseConfig(argv, env) {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      port: { type: 'string' },
-      workers: { type: 'string' },
-      segment: { type: 'string' },
-      'max-age': { type: 'string' },
-      'keep-segment': { type: 'boolean' },
-      help: { type: 'boolean', short: 'h' },
-    },
-  });
-  if (values.help) {
-    console.log(USAGE);
-    process.exit(0);
-  }
-  const config = {
-    port: integer(values.port ?? env.PORT ?? '3000', 'port', 0),
-    workers: integer(values.workers ?? env.WORKERS ?? '4', 'workers', 2),
-    segment: values.segment ?? env.SHMKV_SEGMENT ?? 'express-sessions',
-    maxAgeMs: integer(values['max-age'] ?? env.SESSION_MAX_AGE_MS ?? '1800000', 'max-age', 1),
-    keepSegment: Boolean(values['keep-segment']) || env.KEEP_SEGMENT === '1',
-    // Every worker must sign cookies with the same secret.
-    secret: env.SESSION_SECRET || crypto.randomBytes(32).toString('hex'),
-  };
-  if (config.port > 65535) throw new RangeError(`port must be <= 65535, got ${config.port}`);
-  return config;
-}
-
-function runPrimary(config) {
-  let cache;
-  let created = true;
-  try {
-    cache = new Cache(config.segment, { memory: SEGMENT_MEMORY, exclusive: true });
-  } catch (error) {
-    if (error.code !== 'SHMKV_EEXIST') throw error;
-    cache = new Cache(config.segment, { create: false });
-    created = false;
-  }
-  const removeOnExit = created && !config.keepSegment;
-
-  const alive = new Set();
-  let listening = 0;
-  let stopping = false;
-  let exitCode = 0;
-
-  const finish = () => {
-    const sessions = cache.keys('sess:').length;
-    cache.close();
-    if (removeOnExit) Cache.unlink(config.segment);
-    const what = removeOnExit ? 'removed' : 'left in place';
-    console.log(`express-sessions: stopped; segment "${config.segment}" ${what} (sessions in it: ${sessions})`);
-    process.exit(exitCode);
-  };
-
-  const stop = (code) => {
-    if (stopping) return;
-    stopping = true;
-    exitCode = code;
-    if (alive.size === 0) finish();
-    for (const worker of Object.values(cluster.workers)) worker.kill();
-    setTimeout(() => {
-      for (const worker of Object.values(cluster.workers)) worker.process.kill('SIGKILL');
-    }, 5000).unref();
-  };
-
-  cluster.on('listening', (worker, address) => {
-    listening += 1;
-    if (listening === config.workers) {
-      console.log(`express-sessions: http://127.0.0.1:${address.port}/ (${config.workers} workers, ` +
-        `segment "${config.segment}", sessions end after ${config.maxAgeMs} ms idle)`);
-    }
-  });
-  cluster.on('exit', (worker, code, signal) => {
-    alive.delete(worker.id);
-    if (!stopping) {
-      console.error(`express-sessions: worker ${worker.process.pid} exited (${signal ?? `code ${code}`}); stopping`);
-      stop(1);
-    } else if (alive.size === 0) {
-      finish();
-    }
-  });
-  process.on('SIGINT', () => stop(0));
-  process.on('SIGTERM', () => stop(0));
-
-  const env = { SHMKV_EXAMPLE_CONFIG: JSON.stringify(config) };
-  for (let i = 0; i < config.workers; i += 1) alive.add(cluster.fork(env).id);
-}
 
 const escapeHtml = (text) => String(text).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 
@@ -188,7 +91,7 @@ ${buttons.join('\n')}
 <form method="post" action="/logout"><button>Log out</button></form>`);
 }
 
-function runWorker(config) {
+function createApp(config) {
   const store = new ShmkvStore({ segment: config.segment, create: false });
   const app = express();
   app.disable('x-powered-by');
@@ -253,25 +156,22 @@ function runWorker(config) {
     });
   });
 
-  const server = http.createServer(app);
-  server.on('error', (error) => {
-    console.error(`express-sessions: worker ${process.pid}: ${error.message}`);
-    process.exit(1);
-  });
-  server.listen(config.port, '127.0.0.1');
-  // Ctrl-C reaches the whole process group; the primary stops the workers.
-  process.on('SIGINT', () => {});
+  return app;
 }
 
-if (cluster.isPrimary) {
-  let config;
-  try {
-    config = parseConfig(process.argv.slice(2), process.env);
-  } catch (error) {
-    console.error(`express-sessions: ${error.message}\n${USAGE}`);
-    process.exit(2);
-  }
-  runPrimary(config);
-} else {
-  runWorker(JSON.parse(process.env.SHMKV_EXAMPLE_CONFIG));
-}
+runExample({
+  name: 'express-sessions',
+  usage: USAGE,
+  segment: 'express-sessions',
+  memory: SEGMENT_MEMORY,
+  options: { 'max-age': { type: 'string' } },
+  config: (values, env) => ({
+    maxAgeMs: integer(values['max-age'] ?? env.SESSION_MAX_AGE_MS ?? '1800000', 'max-age', 1),
+    // Every worker must sign cookies with the same secret.
+    secret: env.SESSION_SECRET || crypto.randomBytes(32).toString('hex'),
+  }),
+  about: (config) => `${config.workers} workers, segment "${config.segment}", ` +
+    `sessions end after ${config.maxAgeMs} ms idle`,
+  keys: { prefix: 'sess:', what: 'sessions' },
+  worker: createApp,
+});

@@ -14,11 +14,6 @@ set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
-# shellcheck source=bindings/node/build.sh
-source "$here/../../bindings/node/build.sh"
-shmkv_node_build
-echo "== node_modules ($here)"
-shmkv_npm_ci "$here"
-
-echo "== app"
-exec node "$here/app.js" "$@"
+# shellcheck source=examples/lib/node/example.sh
+source "$here/../lib/node/example.sh"
+shmkv_node_example_run "$here" "$@"

@@ -17,11 +17,9 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$here"
 
-# shellcheck source=bindings/node/build.sh
-source "$here/../../bindings/node/build.sh"
-shmkv_node_build
-echo "== node_modules ($here)"
-shmkv_npm_ci "$here"
+# shellcheck source=examples/lib/node/example.sh
+source "$here/../lib/node/example.sh"
+shmkv_node_example_build "$here"
 
 artifacts="${SHMKV_TEST_ARTIFACTS:-$here/build}"
 mkdir -p "$artifacts"
@@ -31,26 +29,6 @@ tap="$SHMKV_TEST_ARTIFACTS/express-sessions.tap"
 screenshot="$SHMKV_TEST_ARTIFACTS/express-sessions-cart.png"
 rm -f "$tap" "$screenshot"
 
-echo "== node --test"
-set +e
-node --test --test-reporter=spec --test-reporter-destination=stdout \
-  --test-reporter=tap --test-reporter-destination="$tap" test/app.test.js
-rc=$?
-set -e
-# The TAP summary of the whole run is the unindented "# pass N"/"# fail N";
-# a run that fails without a failed test (no summary, a crash) counts one.
-summary() { sed -n "s/^# $1 \([0-9]*\)$/\1/p" "$tap" 2>/dev/null | tail -1; }
-passed=$(summary pass)
-failed=$(summary fail)
-cancelled=$(summary cancelled)
-skipped=$(summary skipped)
-passed=${passed:-0}
-failed=$((${failed:-0} + ${cancelled:-0}))
-if ((rc != 0)) && ((failed == 0)); then failed=1; fi
+shmkv_node_test "$tap" test/app.test.js
 if [[ -f "$screenshot" ]]; then echo "screenshot: $screenshot"; fi
-if ((${skipped:-0} > 0)); then
-  echo "$passed passed, $failed failed, $skipped skipped"
-else
-  echo "$passed passed, $failed failed"
-fi
-((rc == 0 && failed == 0)) || exit 1
+shmkv_node_test_summary "$tap"

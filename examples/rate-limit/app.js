@@ -21,7 +21,9 @@
 // The primary creates the segment, forks the workers, prints the URL once
 // every worker listens, and on SIGINT/SIGTERM stops them and removes the
 // segment. A segment that already exists (made by shmkvd, say) is used as
-// it is and left in place.
+// it is and left in place. That part, and the options every Node example
+// has, are in ../lib/node/cluster.js; this file has the options of its own
+// and a worker's express app.
 //
 //   GET /api/hello   limited with cache.throttle (GCRA): `rate` per second
 //                    on average, at most `burst` at once
@@ -38,12 +40,10 @@
 // RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset) plus the older
 // X-RateLimit-Limit and X-RateLimit-Remaining, which allowed requests get
 // too.
-const cluster = require('node:cluster');
-const http = require('node:http');
-const { parseArgs } = require('node:util');
 const express = require('express');
 // In an application of your own: require('shmkv').
 const { Cache } = require('../../bindings/node');
+const { integer, runExample } = require('../lib/node/cluster');
 
 const SEGMENT_MEMORY = '16M';
 const CLIENT_ID = /^[\w.:@-]{1,64}$/;
@@ -52,110 +52,7 @@ const USAGE = `usage: node app.js [--port N] [--workers N] [--segment NAME] [--r
                    [--fixed-limit N] [--keep-segment]
 (or PORT, WORKERS, SHMKV_SEGMENT, RATE_LIMIT, RATE_BURST, FIXED_LIMIT, KEEP_SEGMENT=1)`;
 
-function integer(text, what, min) {
-  const n = Number(text);
-  if (!/^\d+$/.test(String(text).trim()) || !Number.isSafeInteger(n) || n < min) {
-    throw new RangeError(`${what} must be an integer >= ${min}, got "${text}"`);
-  }
-  return n;
-}
-
-function parseConfig(argv, env) {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      port: { type: 'string' },
-      workers: { type: 'string' },
-      segment: { type: 'string' },
-      rate: { type: 'string' },
-      burst: { type: 'string' },
-      'fixed-limit': { type: 'string' },
-      'keep-segment': { type: 'boolean' },
-      help: { type: 'boolean', short: 'h' },
-    },
-  });
-  if (values.help) {
-    console.log(USAGE);
-    process.exit(0);
-  }
-  const rate = integer(values.rate ?? env.RATE_LIMIT ?? '10', 'rate', 1);
-  const config = {
-    port: integer(values.port ?? env.PORT ?? '3000', 'port', 0),
-    workers: integer(values.workers ?? env.WORKERS ?? '4', 'workers', 2),
-    segment: values.segment ?? env.SHMKV_SEGMENT ?? 'rate-limit',
-    rate,
-    burst: integer(values.burst ?? env.RATE_BURST ?? String(rate), 'burst', 1),
-    fixedLimit: integer(values['fixed-limit'] ?? env.FIXED_LIMIT ?? String(rate), 'fixed-limit', 1),
-    keepSegment: Boolean(values['keep-segment']) || env.KEEP_SEGMENT === '1',
-  };
-  if (config.port > 65535) throw new RangeError(`port must be <= 65535, got ${config.port}`);
-  // shmkv_throttle takes at most one request per microsecond.
-  if (config.rate > 1_000_000) throw new RangeError(`rate must be <= 1000000, got ${config.rate}`);
-  return config;
-}
-
-function runPrimary(config) {
-  let cache;
-  let created = true;
-  try {
-    cache = new Cache(config.segment, { memory: SEGMENT_MEMORY, exclusive: true });
-  } catch (error) {
-    if (error.code !== 'SHMKV_EEXIST') throw error;
-    cache = new Cache(config.segment, { create: false });
-    created = false;
-  }
-  const removeOnExit = created && !config.keepSegment;
-
-  const alive = new Set();
-  let listening = 0;
-  let stopping = false;
-  let exitCode = 0;
-
-  const finish = () => {
-    const limiters = cache.keys('rl:').length;
-    cache.close();
-    if (removeOnExit) Cache.unlink(config.segment);
-    const what = removeOnExit ? 'removed' : 'left in place';
-    console.log(`rate-limit: stopped; segment "${config.segment}" ${what} (limiter keys in it: ${limiters})`);
-    process.exit(exitCode);
-  };
-
-  const stop = (code) => {
-    if (stopping) return;
-    stopping = true;
-    exitCode = code;
-    if (alive.size === 0) finish();
-    for (const worker of Object.values(cluster.workers)) worker.kill();
-    setTimeout(() => {
-      for (const worker of Object.values(cluster.workers)) worker.process.kill('SIGKILL');
-    }, 5000).unref();
-  };
-
-  cluster.on('listening', (worker, address) => {
-    listening += 1;
-    if (listening === config.workers) {
-      console.log(`rate-limit: http://127.0.0.1:${address.port}/ (${config.workers} workers, ` +
-        `segment "${config.segment}"; /api/hello: ${config.rate}/s per client in bursts of up to ` +
-        `${config.burst}; /api/fixed: ${config.fixedLimit} per second window per client)`);
-    }
-  });
-  cluster.on('exit', (worker, code, signal) => {
-    alive.delete(worker.id);
-    if (!stopping) {
-      console.error(`rate-limit: worker ${worker.process.pid} exited (${signal ?? `code ${code}`}); stopping`);
-      stop(1);
-    } else if (alive.size === 0) {
-      finish();
-    }
-  });
-  process.on('SIGINT', () => stop(0));
-  process.on('SIGTERM', () => stop(0));
-
-  const env = { SHMKV_EXAMPLE_CONFIG: JSON.stringify(config) };
-  for (let i = 0; i < config.workers; i += 1) alive.add(cluster.fork(env).id);
-}
-
-function runWorker(config) {
+function createApp(config) {
   const cache = new Cache(config.segment, { create: false });
   const app = express();
   app.disable('x-powered-by');
@@ -253,25 +150,32 @@ The client is the X-Client-Id header, else the IP address.
     });
   });
 
-  const server = http.createServer(app);
-  server.on('error', (error) => {
-    console.error(`rate-limit: worker ${process.pid}: ${error.message}`);
-    process.exit(1);
-  });
-  server.listen(config.port, '127.0.0.1');
-  // Ctrl-C reaches the whole process group; the primary stops the workers.
-  process.on('SIGINT', () => {});
+  return app;
 }
 
-if (cluster.isPrimary) {
-  let config;
-  try {
-    config = parseConfig(process.argv.slice(2), process.env);
-  } catch (error) {
-    console.error(`rate-limit: ${error.message}\n${USAGE}`);
-    process.exit(2);
-  }
-  runPrimary(config);
-} else {
-  runWorker(JSON.parse(process.env.SHMKV_EXAMPLE_CONFIG));
-}
+runExample({
+  name: 'rate-limit',
+  usage: USAGE,
+  segment: 'rate-limit',
+  memory: SEGMENT_MEMORY,
+  options: {
+    rate: { type: 'string' },
+    burst: { type: 'string' },
+    'fixed-limit': { type: 'string' },
+  },
+  config: (values, env) => {
+    const rate = integer(values.rate ?? env.RATE_LIMIT ?? '10', 'rate', 1);
+    // shmkv_throttle takes at most one request per microsecond.
+    if (rate > 1_000_000) throw new RangeError(`rate must be <= 1000000, got ${rate}`);
+    return {
+      rate,
+      burst: integer(values.burst ?? env.RATE_BURST ?? String(rate), 'burst', 1),
+      fixedLimit: integer(values['fixed-limit'] ?? env.FIXED_LIMIT ?? String(rate), 'fixed-limit', 1),
+    };
+  },
+  about: (config) => `${config.workers} workers, segment "${config.segment}"; ` +
+    `/api/hello: ${config.rate}/s per client in bursts of up to ${config.burst}; ` +
+    `/api/fixed: ${config.fixedLimit} per second window per client`,
+  keys: { prefix: 'rl:', what: 'limiter keys' },
+  worker: createApp,
+});

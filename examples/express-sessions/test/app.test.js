@@ -7,96 +7,24 @@
 // which is checked directly with the binding's Cache.
 const { describe, it, before, after } = require('node:test');
 const assert = require('node:assert/strict');
-const { spawn } = require('node:child_process');
 const fs = require('node:fs');
 const http = require('node:http');
 const path = require('node:path');
 const { Cache } = require('../../../bindings/node');
+const { waitFor, startCluster, assertStopsCleanly, cleanup } = require('../../lib/node/testing');
 
 const APP = path.join(__dirname, '..', 'app.js');
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const ARTIFACTS = process.env.SHMKV_TEST_ARTIFACTS || path.join(__dirname, '..', 'build');
 const PRODUCTS = { apple: 'Apple', bread: 'Bread', cheese: 'Cheese', coffee: 'Coffee' };
 
-let counter = 0;
-
-/** A segment name no other run uses: pid + a counter. */
-function uniqueSegment(tag) {
-  counter += 1;
-  return `shmkv-express-${tag}-${process.pid}-${counter}`;
-}
-
-/** Polls fn() until it returns a truthy value, which it returns; throws after deadlineMs. */
-async function waitFor(fn, deadlineMs, what) {
-  const end = Date.now() + deadlineMs;
-  for (;;) {
-    const value = await fn();
-    if (value) return value;
-    if (Date.now() > end) throw new Error(`timed out after ${deadlineMs} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}
-
-/**
- * Starts app.js with `workers` workers and the given idle timeout on a new
- * segment; resolves once the primary prints its URL, that is once every
- * worker listens.
- */
-async function startCluster({ workers, maxAgeMs }) {
-  const segment = uniqueSegment(`w${workers}`);
-  const child = spawn(process.execPath, [APP, '--port', '0', '--workers', String(workers), '--segment', segment], {
-    env: { ...process.env, SESSION_MAX_AGE_MS: String(maxAgeMs), SESSION_SECRET: 'shmkv-test-secret' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-    // A process group of its own, so that the cleanup can reach every worker.
-    detached: true,
+/** app.js with `workers` workers and the given idle timeout, on a new segment; resolves once every worker listens. */
+function startExample({ workers, maxAgeMs }) {
+  return startCluster(APP, {
+    workers,
+    segmentPrefix: `shmkv-express-w${workers}`,
+    env: { SESSION_MAX_AGE_MS: String(maxAgeMs), SESSION_SECRET: 'shmkv-test-secret' },
   });
-  let output = '';
-  for (const stream of [child.stdout, child.stderr]) {
-    stream.setEncoding('utf8');
-    stream.on('data', (text) => {
-      output += text;
-    });
-  }
-  const exited = new Promise((resolve) => {
-    child.once('exit', (code, signal) => resolve({ code, signal }));
-  });
-  const cluster = { segment, workers, child, exited, output: () => output };
-  try {
-    const port = await waitFor(() => {
-      if (child.exitCode !== null || child.signalCode !== null) throw new Error(`app.js exited:\n${output}`);
-      return /http:\/\/127\.0\.0\.1:(\d+)\//.exec(output)?.[1];
-    }, 20_000, 'the cluster to listen');
-    cluster.url = `http://127.0.0.1:${port}/`;
-    return cluster;
-  } catch (error) {
-    await cleanup(cluster);
-    throw error;
-  }
-}
-
-/** SIGTERM to the primary, as a user or a service manager would; resolves to its exit. */
-async function stopCluster(cluster) {
-  if (cluster.child.exitCode === null && cluster.child.signalCode === null) cluster.child.kill('SIGTERM');
-  let timer;
-  const timeout = new Promise((resolve) => {
-    timer = setTimeout(resolve, 10_000, null);
-  });
-  const exit = await Promise.race([cluster.exited, timeout]);
-  clearTimeout(timer);
-  return exit;
-}
-
-/** Whatever happened: no process of the cluster and no segment are left behind. */
-async function cleanup(cluster) {
-  if (!cluster) return;
-  if (!(await stopCluster(cluster))) {
-    try {
-      process.kill(-cluster.child.pid, 'SIGKILL');
-    } catch {
-      // the group is gone already
-    }
-  }
-  if (fs.existsSync(`/dev/shm/${cluster.segment}`)) Cache.unlink(cluster.segment);
 }
 
 /** The key of a session in the segment: "sess:" + the sid in the signed cookie value "s:<sid>.<signature>". */
@@ -197,7 +125,7 @@ describe('the example cluster (4 workers)', () => {
   const pidsSeen = new Set();
 
   before(async () => {
-    cluster = await startCluster({ workers: 4, maxAgeMs: 60_000 });
+    cluster = await startExample({ workers: 4, maxAgeMs: 60_000 });
     cache = new Cache(cluster.segment, { create: false });
   });
   after(async () => {
@@ -356,10 +284,7 @@ describe('the example cluster (4 workers)', () => {
 
   it('SIGTERM stops the workers and removes the segment', async (t) => {
     t.diagnostic(`worker pids seen: ${pidsSeen.size} of ${cluster.workers}`);
-    const exit = await stopCluster(cluster);
-    assert.deepEqual(exit, { code: 0, signal: null }, cluster.output());
-    assert.match(cluster.output(), /stopped; segment "[^"]+" removed/);
-    assert.equal(fs.existsSync(`/dev/shm/${cluster.segment}`), false);
+    await assertStopsCleanly(cluster);
     for (const pid of pidsSeen) {
       assert.throws(() => process.kill(pid, 0), { code: 'ESRCH' }, `worker ${pid} is gone`);
     }
@@ -372,7 +297,7 @@ describe('session expiry (2 workers, maxAge 1500 ms)', () => {
   let cache;
 
   before(async () => {
-    cluster = await startCluster({ workers: 2, maxAgeMs });
+    cluster = await startExample({ workers: 2, maxAgeMs });
     cache = new Cache(cluster.segment, { create: false });
   });
   after(async () => {

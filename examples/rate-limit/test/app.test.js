@@ -9,11 +9,10 @@
 // window. The measured numbers are printed as diagnostics.
 const { describe, it, before, after } = require('node:test');
 const assert = require('node:assert/strict');
-const { spawn, fork } = require('node:child_process');
-const fs = require('node:fs');
+const { fork } = require('node:child_process');
 const http = require('node:http');
 const path = require('node:path');
-const { Cache } = require('../../../bindings/node');
+const { waitFor, startCluster, assertStopsCleanly, cleanup } = require('../../lib/node/testing');
 
 const APP = path.join(__dirname, '..', 'app.js');
 const HAMMER = path.join(__dirname, 'hammer.js');
@@ -23,68 +22,7 @@ const BURST = 10;
 const FIXED_LIMIT = 25; // per one-second window, /api/fixed
 const HAMMER_MS = 4000;
 
-/** Polls fn() until it returns a truthy value, which it returns; throws after deadlineMs. */
-async function waitFor(fn, deadlineMs, what) {
-  const end = Date.now() + deadlineMs;
-  for (;;) {
-    const value = await fn();
-    if (value) return value;
-    if (Date.now() > end) throw new Error(`timed out after ${deadlineMs} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}
-
 const now = () => performance.timeOrigin + performance.now();
-
-/** Starts app.js on a free port and a new segment; resolves once every worker listens. */
-async function startCluster() {
-  const segment = `shmkv-rate-limit-${process.pid}`;
-  const args = [APP, '--port', '0', '--workers', String(WORKERS), '--segment', segment,
-    '--rate', String(RATE), '--burst', String(BURST), '--fixed-limit', String(FIXED_LIMIT)];
-  const child = spawn(process.execPath, args, {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    // A process group of its own, so that the cleanup can reach every worker.
-    detached: true,
-  });
-  let output = '';
-  for (const stream of [child.stdout, child.stderr]) {
-    stream.setEncoding('utf8');
-    stream.on('data', (text) => {
-      output += text;
-    });
-  }
-  const exited = new Promise((resolve) => {
-    child.once('exit', (code, signal) => resolve({ code, signal }));
-  });
-  const cluster = { segment, child, exited, output: () => output };
-  const port = await waitFor(() => {
-    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`app.js exited:\n${output}`);
-    return /http:\/\/127\.0\.0\.1:(\d+)\//.exec(output)?.[1];
-  }, 20_000, 'the cluster to listen');
-  cluster.url = `http://127.0.0.1:${port}/`;
-  return cluster;
-}
-
-/** Whatever happened: no process of the cluster and no segment are left behind. */
-async function stopCluster(cluster) {
-  if (!cluster) return null;
-  if (cluster.child.exitCode === null && cluster.child.signalCode === null) cluster.child.kill('SIGTERM');
-  let timer;
-  const timeout = new Promise((resolve) => {
-    timer = setTimeout(resolve, 10_000, null);
-  });
-  const exit = await Promise.race([cluster.exited, timeout]);
-  clearTimeout(timer);
-  if (!exit) {
-    try {
-      process.kill(-cluster.child.pid, 'SIGKILL');
-    } catch {
-      // the group is gone already
-    }
-  }
-  if (fs.existsSync(`/dev/shm/${cluster.segment}`)) Cache.unlink(cluster.segment);
-  return exit;
-}
 
 /** One GET on a new connection: {status, headers, body}. */
 function request(cluster, urlPath, headers = {}) {
@@ -149,14 +87,20 @@ function perWindow(responses, start, endAt) {
 describe('the rate-limit example', () => {
   let cluster;
   before(async () => {
-    cluster = await startCluster();
+    cluster = await startCluster(APP, {
+      workers: WORKERS,
+      segmentPrefix: 'shmkv-rate-limit',
+      args: ['--rate', String(RATE), '--burst', String(BURST), '--fixed-limit', String(FIXED_LIMIT)],
+    });
   });
   after(async () => {
-    const exit = await stopCluster(cluster);
-    // Stopped by SIGTERM as a user would: it exits 0 and removes its segment.
-    assert.deepEqual(exit, { code: 0, signal: null });
-    assert.match(cluster.output(), /segment "[^"]+" removed/);
-    assert.equal(fs.existsSync(`/dev/shm/${cluster.segment}`), false);
+    if (!cluster) return;
+    try {
+      // Stopped by SIGTERM as a user would: it exits 0 and removes its segment.
+      await assertStopsCleanly(cluster);
+    } finally {
+      await cleanup(cluster);
+    }
   });
 
   it('identifies a client by X-Client-Id or by IP, and sends the limit headers', async () => {
