@@ -12,7 +12,7 @@
 namespace shmkv::internal {
 
 inline constexpr uint64_t kMagic = 0x01564B4D48530143ull;  // "C\x01SHMKV\x01"
-inline constexpr uint32_t kLayoutVersion = 1;
+inline constexpr uint32_t kLayoutVersion = 2;
 inline constexpr size_t kCacheLine = 64;
 inline constexpr size_t kHeaderSize = 4096;
 inline constexpr uint32_t kMaxClasses = 64;
@@ -69,6 +69,22 @@ struct Header {
   alignas(kCacheLine) uint64_t retired[16];              // shared: stats of departed participants
   alignas(kCacheLine) uint64_t class_hand[kMaxClasses];  // shared: CLOCK hands
   alignas(kCacheLine) uint64_t janitor_pid;              // shared: pid of the janitor, 0 = none
+
+  // Near cache of an upstream Redis (DESIGN.md §10), written by the daemon
+  // that holds the invalidation stream (shmkvd --upstream), read by the
+  // near-cache clients. All zero: not a near cache.
+  //   upstream_state: generation (62) | state (2), one word so that a
+  //     client can tell whether any change happened between two reads;
+  //   upstream_heartbeat_ms: segment time up to which every invalidation
+  //     of an acknowledged write has been applied (the send time of the
+  //     last ping whose answer came back on the stream); never decreases;
+  //   upstream_config_seq: seqlock over the rest (odd while written).
+  alignas(kCacheLine) uint64_t upstream_state;  // shared
+  uint64_t upstream_heartbeat_ms;               // shared
+  uint64_t upstream_max_lag_ms;
+  uint64_t upstream_config_seq;
+  char upstream_url[256];
+  char upstream_prefixes[512];
 };
 static_assert(sizeof(Header) <= kHeaderSize);
 static_assert(offsetof(Header, magic) == 0);

@@ -271,6 +271,45 @@ typedef struct shmkv_info {
 } shmkv_info_t;
 SHMKV_EXPORT int shmkv_info(shmkv_t *kv, shmkv_info_t *out);
 
+/* Near cache of an upstream Redis (README "Several hosts"). A segment is a
+   near cache when a daemon (shmkvd --upstream) has configured it: the
+   daemon holds the host's invalidation stream and deletes local copies of
+   keys written in Redis; the near-cache clients (libshmkv_upstream) read
+   local copies only while the stream is known to be current, and go to
+   Redis otherwise. The core library only keeps this state in the header. */
+#define SHMKV_UPSTREAM_NONE 0 /* not a near cache */
+#define SHMKV_UPSTREAM_UP 1   /* invalidations are current: local copies may be served */
+#define SHMKV_UPSTREAM_DOWN 2 /* stream lost, lagging or not yet synced: bypass them */
+/* user_flags of a near-cache placeholder: an entry that stands for a fetch
+   or write in flight (empty value, short TTL); not a value. */
+#define SHMKV_UPSTREAM_PLACEHOLDER 0xffffffffu
+
+typedef struct shmkv_upstream {
+  uint32_t struct_size;
+  uint32_t state;            /* effective: UP only while the heartbeat is
+                                within max_lag_ms, else DOWN (or NONE) */
+  uint64_t generation;       /* changes with every published state change */
+  uint64_t heartbeat_age_ms; /* how old the last confirmation of the
+                                stream is; UINT64_MAX: none yet */
+  uint64_t max_lag_ms;
+  char url[256];      /* redis://host:port[/db] */
+  char prefixes[512]; /* tracked key prefixes, space-separated ("" = all) */
+} shmkv_upstream_t;
+
+/* The near-cache configuration and state, for any handle. */
+SHMKV_EXPORT int shmkv_upstream_get(shmkv_t *kv, shmkv_upstream_t *out);
+/* Just the effective state and generation: cheap, for every operation. */
+SHMKV_EXPORT int shmkv_upstream_state(shmkv_t *kv, uint32_t *state, uint64_t *generation);
+/* For the daemon that holds the stream. configure publishes the upstream's
+   address, prefixes and lag bound (state DOWN until set UP); set_state
+   publishes UP or DOWN (or NONE: no longer a near cache) with a new
+   generation; heartbeat records that every invalidation of a write Redis
+   acknowledged more than confirmed_age_ms ago has been applied. */
+SHMKV_EXPORT int shmkv_upstream_configure(shmkv_t *kv, const char *url, const char *prefixes,
+                                          uint64_t max_lag_ms);
+SHMKV_EXPORT int shmkv_upstream_set_state(shmkv_t *kv, uint32_t state);
+SHMKV_EXPORT int shmkv_upstream_heartbeat(shmkv_t *kv, uint64_t confirmed_age_ms);
+
 /* The attached processes: fills up to cap entries, *count = how many are
    attached (may exceed cap). alive = 1 if its lock is held (0: died, not
    yet recovered). */
