@@ -23,18 +23,11 @@ set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 root="$PWD"
-build="${SHMKV_BUILD_DIR:-build}"
 python=/usr/bin/python3
+# shellcheck source=examples/lib/build.sh
+source examples/lib/build.sh
 
-if [[ -z "${SHMKV_LIB:-}" && ! -f "$build/CMakeCache.txt" ]]; then
-  bash scripts/setup.sh
-fi
-if [[ -z "${SHMKV_LIB:-}" ]]; then
-  cmake --build "$build" --target shmkv >/dev/null  # brings an existing build up to date
-  [[ "$build" == /* ]] || build="$root/$build"
-  SHMKV_LIB="$build/lib/libshmkv.so"
-fi
-export SHMKV_LIB
+shmkv_example_lib --quiet
 export PYTHONPATH="$root/bindings/python${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONDONTWRITEBYTECODE=1
 

@@ -16,21 +16,13 @@
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+# shellcheck source=examples/lib/build.sh
+source examples/lib/build.sh
 
-build="${SHMKV_BUILD_DIR:-build}"
+build="$(shmkv_example_build_dir)"
 if [[ -z "${SHMKV_CLI:-}" || -z "${FEATURE_FLAGS_WORKER:-}" ]]; then
-  if ! command -v cmake >/dev/null || ! command -v ninja >/dev/null; then
-    echo "run.sh: cmake and ninja are needed (bash scripts/setup.sh installs them)" >&2
-    exit 1
-  fi
   # A configured build tree is only rebuilt incrementally (examples on).
-  if [[ ! -f "$build/CMakeCache.txt" ]]; then
-    cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-      -DSHMKV_BUILD_TESTS=OFF -DSHMKV_BUILD_BENCH=OFF -DSHMKV_BUILD_EXAMPLES=ON >/dev/null
-  elif ! grep -q '^SHMKV_BUILD_EXAMPLES:BOOL=ON' "$build/CMakeCache.txt"; then
-    cmake -S . -B "$build" -DSHMKV_BUILD_EXAMPLES=ON >/dev/null
-  fi
-  cmake --build "$build" --target shmkv_cli feature_flags >/dev/null
+  shmkv_example_build --no-setup --quiet shmkv_cli feature_flags
 fi
 shmkv="${SHMKV_CLI:-$build/tools/shmkv}"
 worker="${FEATURE_FLAGS_WORKER:-$build/examples/feature-flags/feature_flags}"

@@ -31,18 +31,19 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 root="$PWD"
 example="$root/examples/php-sessions"
-build="$(realpath -m "${SHMKV_BUILD_DIR:-build}")"
+# shellcheck source=examples/lib/build.sh
+source examples/lib/build.sh
 
-modules="$(php -m 2>/dev/null || true)"
-if [[ $'\n'"$modules"$'\n' != *$'\nFFI\n'* || $'\n'"$modules"$'\n' != *$'\nZend OPcache\n'* ||
-      ( -z "${SHMKV_LIB:-}" && ! -f "$build/CMakeCache.txt" ) ]]; then
-  bash scripts/setup.sh
-fi
-if [[ -z "${SHMKV_LIB:-}" ]]; then
-  cmake --build "$build" --target shmkv  # brings an existing build up to date
-  SHMKV_LIB="$build/lib/libshmkv.so"
-fi
-export SHMKV_LIB
+# php with FFI and OPcache. A missing php is a missing package, not an
+# error (|| true). The module list is read whole, not piped into `grep -q`,
+# which may quit before php has written it all: php would die of SIGPIPE and
+# the pipeline fail under pipefail although the module is there.
+php_installed() {
+  local modules
+  modules="$(php -m 2>/dev/null || true)"
+  [[ $'\n'"$modules"$'\n' == *$'\nFFI\n'* && $'\n'"$modules"$'\n' == *$'\nZend OPcache\n'* ]]
+}
+shmkv_example_lib --check php_installed
 export SHMKV_SESSION_SEGMENT="${SHMKV_SESSION_SEGMENT:-php-sessions-$$}"
 
 tmp="$(mktemp -d)"
