@@ -1,8 +1,7 @@
 # shellcheck shell=bash
 # Builds what an example's run.sh needs; sourced by the run.sh of
 # flask-sessions, php-sessions, cache-aside, feature-flags and
-# one-time-tokens (the Node.js
-# examples use bindings/node/build.sh instead):
+# one-time-tokens (the Node.js examples use bindings/node/build.sh instead):
 #
 #   source examples/lib/build.sh     # any directory: paths are the repository's
 #   shmkv_example_lib [--check CMD] [--quiet]
