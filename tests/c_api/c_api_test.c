@@ -174,8 +174,7 @@ int main(void) {
     uint64_t expired_ms = 99;
     CHECK_RC(shmkv_get_stale(kv, "plain", 5, buf, sizeof(buf), &len, &info, &expired_ms), 0);
     CHECK(len == 1 && buf[0] == 'p' && expired_ms == 0);
-    CHECK_RC(shmkv_get_stale(kv, "absent", 6, buf, sizeof(buf), &len, NULL, NULL),
-             SHMKV_ENOTFOUND);
+    CHECK_RC(shmkv_get_stale(kv, "absent", 6, buf, sizeof(buf), &len, NULL, NULL), SHMKV_ENOTFOUND);
   }
 
   /* ttl / touch */
