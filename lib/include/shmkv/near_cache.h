@@ -69,10 +69,10 @@ struct NearCacheOptions {
 
 // Counters of one NearCache (this process, this handle).
 struct NearCacheStats {
-  uint64_t local_hits = 0;   // served from the segment
-  uint64_t fetches = 0;      // read from Redis on a miss
-  uint64_t bypasses = 0;     // calls made while the stream was not current
-  uint64_t not_cached = 0;   // fetched or written values not kept (a race lost)
+  uint64_t local_hits = 0;  // served from the segment
+  uint64_t fetches = 0;     // read from Redis on a miss
+  uint64_t bypasses = 0;    // calls made while the stream was not current
+  uint64_t not_cached = 0;  // fetched or written values not kept (a race lost)
   uint64_t redis_errors = 0;
 };
 
