@@ -26,7 +26,10 @@
 //     the CAS fails and nothing is cached: the race between a read reply
 //     and an invalidation never leaves a stale copy. The generation of the
 //     state is read before the placeholder and after the CAS; if it changed
-//     (the stream was lost meanwhile), the copy is deleted again.
+//     (the stream was lost meanwhile), the copy is deleted again. A Set
+//     whose CAS fails because another local Set replaced its placeholder
+//     deletes the key locally: Redis may have applied the two writes in
+//     either order, so neither value may be kept.
 //   - Delete, Incr and Touch run in Redis (atomic there) and then delete
 //     the local copy. Throttle runs as one Lua script in Redis (GCRA, the
 //     same answers as shmkv_throttle).
@@ -80,9 +83,10 @@ class SHMKV_EXPORT NearCache {
  public:
   // Opens the segment (which shmkvd --upstream configured) and connects to
   // the Redis its header names. Errc::kInvalid if the segment is not a near
-  // cache; a connection failure is std::errc::connection_refused (the
-  // message is in last_error()).
-  static Result<NearCache> Open(std::string_view segment, const NearCacheOptions& options = {});
+  // cache; a connection failure is std::errc::connection_refused. *error,
+  // if given, receives what went wrong.
+  static Result<NearCache> Open(std::string_view segment, const NearCacheOptions& options = {},
+                                std::string* error = nullptr);
 
   NearCache(NearCache&&) noexcept;
   NearCache& operator=(NearCache&&) noexcept;
