@@ -6,6 +6,7 @@
 #ifndef SHMKV_DAEMON_LOG_H_
 #define SHMKV_DAEMON_LOG_H_
 
+#include <atomic>
 #include <string_view>
 
 #include "options.h"
@@ -19,8 +20,10 @@ class Logger {
   // True when the environment says stderr is connected to the journal.
   static bool StderrIsJournal();
 
-  void set_level(LogLevel level) { level_ = level; }
-  bool enabled(LogLevel level) const { return level <= level_; }
+  // The level may change (SIGHUP) while other threads log: relaxed, a
+  // record logged at the old level for a moment is harmless.
+  void set_level(LogLevel level) { level_.store(level, std::memory_order_relaxed); }
+  bool enabled(LogLevel level) const { return level <= level_.load(std::memory_order_relaxed); }
 
   void Log(LogLevel level, std::string_view message) const;
   void Error(std::string_view m) const { Log(LogLevel::kError, m); }
@@ -30,7 +33,7 @@ class Logger {
 
  private:
   bool journal_;
-  LogLevel level_ = LogLevel::kInfo;
+  std::atomic<LogLevel> level_{LogLevel::kInfo};
 };
 
 }  // namespace shmkvd

@@ -122,6 +122,29 @@ std::string FormatPrometheus(const MetricsSnapshot& m) {
         m.tick_seconds_max);
   w.One("shmkv_janitor_sweep_passes_total", "counter",
         "Full expiry sweeps over the index since the daemon started.", m.sweep_passes);
+  if (m.upstream) {
+    const UpstreamMetrics& u = *m.upstream;
+    w.One("shmkv_upstream_up", "gauge",
+          "1 while the invalidation stream of the upstream Redis is current (local copies "
+          "served), else 0.",
+          uint64_t{u.up});
+    w.Family("shmkv_upstream_heartbeat_age_seconds", "gauge",
+             "Age of the last confirmation that every invalidation was applied (+Inf: none).");
+    w.Sample("shmkv_upstream_heartbeat_age_seconds",
+             u.heartbeat_age_seconds < 0 ? "+Inf" : Number(u.heartbeat_age_seconds));
+    w.One("shmkv_upstream_generation", "gauge", "Generation of the published upstream state.",
+          u.generation);
+    w.One("shmkv_upstream_invalidation_messages_total", "counter",
+          "Invalidation messages received from the upstream Redis.", u.messages);
+    w.One("shmkv_upstream_invalidated_keys_total", "counter",
+          "Keys named by invalidation messages, deleted locally.", u.keys);
+    w.One("shmkv_upstream_flushes_total", "counter",
+          "Flushes of the tracked prefixes (every sync, FLUSHALL and FLUSHDB).", u.flushes);
+    w.One("shmkv_upstream_losses_total", "counter", "Times the invalidation stream was lost.",
+          u.losses);
+    w.One("shmkv_upstream_reconnects_total", "counter",
+          "Connection attempts after a loss or a failed attempt.", u.reconnects);
+  }
   return w.Take();
 }
 
@@ -134,7 +157,9 @@ std::string FormatStatus(const MetricsSnapshot& m) {
                 s.items, static_cast<double>(s.memory_used) / (1 << 20),
                 static_cast<double>(s.memory_bytes) / (1 << 20), HitRatio(s), s.attached_processes,
                 m.tick_seconds * 1e3, m.tick_seconds_max * 1e3);
-  return buf;
+  std::string status = buf;
+  if (m.upstream) status += m.upstream->up ? ", upstream up" : ", upstream down";
+  return status;
 }
 
 int WriteFileAtomically(const std::string& path, const std::string& contents, std::string* why) {

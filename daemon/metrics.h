@@ -7,6 +7,7 @@
 #define SHMKV_DAEMON_METRICS_H_
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -20,13 +21,27 @@ struct ClassMetrics {
   uint64_t used_bytes = 0;  // blocks in use * block size
 };
 
+// The near-cache stream (shmkvd --upstream): counters since the daemon
+// started, and the state the segment publishes.
+struct UpstreamMetrics {
+  bool up = false;                    // effective state UP (local copies served)
+  double heartbeat_age_seconds = -1;  // < 0: never confirmed
+  uint64_t generation = 0;
+  uint64_t messages = 0;    // invalidation messages received
+  uint64_t keys = 0;        // keys they named, each deleted locally
+  uint64_t flushes = 0;     // tracked prefixes flushed (every sync, FLUSHALL)
+  uint64_t losses = 0;      // times the stream was lost
+  uint64_t reconnects = 0;  // connection attempts after a loss or a failed attempt
+};
+
 struct MetricsSnapshot {
   std::string segment;
   shmkv_stats_t stats{};
   std::vector<ClassMetrics> classes;
-  double tick_seconds = 0;      // duration of the last tick
-  double tick_seconds_max = 0;  // longest tick since the daemon started
-  uint64_t sweep_passes = 0;    // full expiry passes over the index since start
+  double tick_seconds = 0;                  // duration of the last tick
+  double tick_seconds_max = 0;              // longest tick since the daemon started
+  uint64_t sweep_passes = 0;                // full expiry passes over the index since start
+  std::optional<UpstreamMetrics> upstream;  // only with --upstream
 };
 
 // The whole exposition, ending in a newline.

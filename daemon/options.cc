@@ -5,6 +5,7 @@
 #include <charconv>
 #include <fstream>
 #include <sstream>
+#include <vector>
 
 #include "shmkv/shmkv.h"
 
@@ -28,6 +29,14 @@ Sizes take K, M, G suffixes (64K, 64M, 1G); durations take ms, s, m, h
 line wins over it. SIGHUP re-reads it and applies --interval,
 --sweep-period, --metrics-file, --metrics-every and --log-level.
 
+With --upstream, the segment is a near cache of that Redis for the clients
+of the near-cache library: shmkvd turns on CLIENT TRACKING (BCAST, for the
+--prefix values), deletes the local copy of every key written, expired or
+evicted in Redis, and publishes in the segment whether the stream is
+current. When the stream is lost (connection error, no PONG within
+--upstream-max-lag), clients bypass the local copies at once; shmkvd
+reconnects with backoff, flushes the tracked prefixes and resumes.
+
 Signals: SIGTERM, SIGINT finish the current tick, detach and exit 0.
 Exit codes: 0 stopped by a signal; 1 cannot open the segment, another
 janitor holds it, or a fatal error; 2 usage error.
@@ -35,6 +44,8 @@ janitor holds it, or a fatal error; 2 usage error.
 Example:
   shmkvd --segment sessions --create --memory 1G --mode 0660 --group www-data \
          --metrics-file /var/lib/prometheus/node-exporter/shmkv-sessions.prom
+  shmkvd --segment app --create --upstream redis://10.0.0.5:6379 \
+         --prefix user: --prefix sess:
 )";
 
 std::string Lower(std::string_view s) {
@@ -96,6 +107,21 @@ po::options_description JanitorOptions() {
   return d;
 }
 
+po::options_description UpstreamOptions() {
+  po::options_description d("Near cache of an upstream Redis (applied at start)");
+  d.add_options()
+      ("upstream", po::value<std::string>()->value_name("URL"),
+       "redis://HOST[:PORT][/DB] or unix:///PATH[?db=N]: hold the host's invalidation stream "
+       "of that Redis and delete local copies of keys written there")
+      ("prefix", po::value<std::vector<std::string>>()->value_name("P"),
+       "track the keys that start with P (repeat for several; default: every key)")
+      ("upstream-max-lag", po::value<std::string>()->value_name("DURATION")->default_value("1s"),
+       "clients bypass local copies when the stream is not confirmed within this")
+      ("upstream-ping", po::value<std::string>()->value_name("DURATION")->default_value("100ms"),
+       "how often the stream is confirmed with PING");
+  return d;
+}
+
 po::options_description GenericOptions() {
   po::options_description d("General");
   d.add_options()
@@ -106,6 +132,72 @@ po::options_description GenericOptions() {
   return d;
 }
 // clang-format on
+
+// The --upstream group. The URL itself is checked by the daemon, which
+// has the Redis address parser (when it is built with hiredis).
+bool ConvertUpstream(const po::variables_map& vm, DaemonOptions* o, std::string* error) {
+  if (vm.count("prefix")) o->prefixes = vm["prefix"].as<std::vector<std::string>>();
+  if (!vm.count("upstream")) {
+    if (!o->prefixes.empty()) {
+      *error = "--prefix needs --upstream";
+      return false;
+    }
+    return true;
+  }
+  o->upstream_url = vm["upstream"].as<std::string>();
+  if (o->upstream_url.empty()) {
+    *error = "--upstream needs a URL like redis://127.0.0.1:6379";
+    return false;
+  }
+  // The segment header keeps the prefixes space-separated in 511 bytes.
+  size_t total = 0;
+  for (size_t i = 0; i < o->prefixes.size(); ++i) {
+    const std::string& p = o->prefixes[i];
+    if (p.empty() || p.find_first_of(" \t\r\n") != std::string::npos) {
+      *error = "invalid value '" + p + "' for --prefix: expected a key prefix without spaces";
+      return false;
+    }
+    // Redis refuses overlapping BCAST prefixes (and a duplicate overlaps).
+    for (size_t j = 0; j < i; ++j) {
+      const std::string& q = o->prefixes[j];
+      if (p.compare(0, q.size(), q) == 0 || q.compare(0, p.size(), p) == 0) {
+        *error = "--prefix '" + q + "' and --prefix '" + p +
+                 "' overlap (Redis tracks no key under two prefixes)";
+        return false;
+      }
+    }
+    total += p.size() + (i > 0 ? 1 : 0);
+  }
+  if (total > 511) {
+    *error = "the --prefix values are longer than 511 bytes together";
+    return false;
+  }
+  if (o->upstream_url.size() > 255) {
+    *error = "the --upstream URL is longer than 255 bytes";
+    return false;
+  }
+  auto duration = [&](const char* name, std::chrono::milliseconds* out) {
+    const std::string v = vm[name].as<std::string>();
+    auto d = ParseDuration(v);
+    if (!d || d->count() <= 0) {
+      *error = "invalid value '" + v + "' for --" + name + ": expected a duration like 1s or 100ms";
+      return false;
+    }
+    *out = *d;
+    return true;
+  };
+  if (!duration("upstream-max-lag", &o->upstream_max_lag) ||
+      !duration("upstream-ping", &o->upstream_ping)) {
+    return false;
+  }
+  if (o->upstream_ping >= o->upstream_max_lag) {
+    *error = "--upstream-ping (" + FormatDuration(o->upstream_ping) +
+             ") must be shorter than --upstream-max-lag (" + FormatDuration(o->upstream_max_lag) +
+             ")";
+    return false;
+  }
+  return true;
+}
 
 // Converts the parsed strings; false with *error set on a bad value.
 bool Convert(const po::variables_map& vm, DaemonOptions* o, std::string* error) {
@@ -192,7 +284,7 @@ bool Convert(const po::variables_map& vm, DaemonOptions* o, std::string* error) 
       return bad("log-level", str("log-level"), "expected info or debug");
     }
   }
-  return true;
+  return ConvertUpstream(vm, o, error);
 }
 
 }  // namespace
@@ -238,9 +330,9 @@ std::string FormatDuration(std::chrono::milliseconds d) {
 ParseOutcome ParseOptions(int argc, const char* const* argv, DaemonOptions* out,
                           std::string* text) {
   po::options_description file_options;
-  file_options.add(SegmentOptions()).add(JanitorOptions());
+  file_options.add(SegmentOptions()).add(JanitorOptions()).add(UpstreamOptions());
   po::options_description all(100);
-  all.add(SegmentOptions()).add(JanitorOptions()).add(GenericOptions());
+  all.add(SegmentOptions()).add(JanitorOptions()).add(UpstreamOptions()).add(GenericOptions());
 
   po::variables_map vm;
   // Boost reports bad input by exceptions; they stop here (STYLE.md).

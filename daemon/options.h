@@ -10,6 +10,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace shmkvd {
 
@@ -35,6 +36,12 @@ struct DaemonOptions {
   std::string metrics_file;  // empty: no metrics file
   std::chrono::milliseconds metrics_every{1000};
   LogLevel log_level = LogLevel::kInfo;
+
+  // Near cache of an upstream Redis (DESIGN.md §10); applied at start only.
+  std::string upstream_url;           // empty: not a near cache
+  std::vector<std::string> prefixes;  // tracked key prefixes; empty: every key
+  std::chrono::milliseconds upstream_max_lag{1000};
+  std::chrono::milliseconds upstream_ping{100};
 };
 
 enum class ParseOutcome { kRun, kHelp, kError };

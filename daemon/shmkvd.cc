@@ -9,7 +9,9 @@
 //   SIGHUP           re-read --config; apply the reloadable options
 // Under systemd it sends READY=1 after the first tick, WATCHDOG=1 every tick
 // when the unit has WatchdogSec=, STATUS= with every metrics write, and
-// STOPPING=1 on the way out.
+// STOPPING=1 on the way out. With --upstream, the Redis invalidation stream
+// (upstream.h) runs on a thread of its own beside this loop, from after the
+// segment is opened until the loop ends (it publishes DOWN as it stops).
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/signalfd.h>
@@ -34,6 +36,9 @@
 #include "options.h"
 #include "segment_group.h"
 #include "shmkv/shmkv.h"
+#ifdef SHMKVD_HAVE_UPSTREAM
+#include "upstream.h"
+#endif
 
 namespace shmkvd {
 namespace {
@@ -73,6 +78,9 @@ class Daemon {
     log_.set_level(options_.log_level);
   }
   ~Daemon() {
+#ifdef SHMKVD_HAVE_UPSTREAM
+    upstream_.reset();  // before the handle it uses
+#endif
     janitor_.reset();  // before the handle it refers to
     shmkv_close(kv_);
     if (signal_fd_ >= 0) ::close(signal_fd_);
@@ -82,6 +90,7 @@ class Daemon {
     if (int rc = SetUpSignals(); rc != 0) return rc;
     if (int rc = OpenSegment(); rc != 0) return rc;
     if (int rc = BecomeJanitor(); rc != 0) return rc;
+    if (int rc = StartUpstream(); rc != 0) return rc;
     uint64_t watchdog_usec = 0;
     watchdog_ = sd_watchdog_enabled(0, &watchdog_usec) > 0;
     if (watchdog_ && std::chrono::microseconds(watchdog_usec) < 2 * options_.interval) {
@@ -90,6 +99,9 @@ class Daemon {
     }
     Loop();
     Notify("STOPPING=1");
+#ifdef SHMKVD_HAVE_UPSTREAM
+    if (upstream_) upstream_->Stop();  // publishes DOWN
+#endif
     Publish();  // the last word for the textfile collector
     janitor_.reset();
     shmkv_close(kv_);
@@ -166,6 +178,28 @@ class Daemon {
                                  (rc == SHMKV_ENOSEG ? "; use --create to create it" : ""));
     }
     return 0;
+  }
+
+  // The near cache's invalidation stream (--upstream), if asked for. Only
+  // the janitor holds it, so a host has one stream per segment.
+  int StartUpstream() {
+    if (options_.upstream_url.empty()) return 0;
+#ifdef SHMKVD_HAVE_UPSTREAM
+    UpstreamConfig c;
+    c.url = options_.upstream_url;
+    c.prefixes = options_.prefixes;
+    c.max_lag = options_.upstream_max_lag;
+    c.ping_every = options_.upstream_ping;
+    upstream_ = std::make_unique<UpstreamStream>(kv_, std::move(c), &log_);
+    std::string why;
+    if (upstream_->Start(&why) != 0) {
+      upstream_.reset();
+      return Fatal(journal_, "segment " + options_.segment + ": " + why);
+    }
+    return 0;
+#else
+    return Fatal(journal_, "--upstream: built without hiredis");  // refused in main()
+#endif
   }
 
   JanitorOptions MakeJanitorOptions() const {
@@ -275,6 +309,11 @@ class Daemon {
         fresh.group != options_.group || fresh.evict_policy != options_.evict_policy) {
       log_.Warning("SIGHUP: segment options changed; they take effect at the next start");
     }
+    if (fresh.upstream_url != options_.upstream_url || fresh.prefixes != options_.prefixes ||
+        fresh.upstream_max_lag != options_.upstream_max_lag ||
+        fresh.upstream_ping != options_.upstream_ping) {
+      log_.Warning("SIGHUP: upstream options changed; they take effect at the next start");
+    }
     const bool janitor_changed =
         fresh.interval != options_.interval || fresh.sweep_period != options_.sweep_period;
     options_.interval = fresh.interval;
@@ -357,6 +396,9 @@ class Daemon {
     m.tick_seconds = tick_seconds_;
     m.tick_seconds_max = tick_seconds_max_;
     m.sweep_passes = sweep_passes_;
+#ifdef SHMKVD_HAVE_UPSTREAM
+    if (upstream_) m.upstream = upstream_->Metrics();
+#endif
     Notify("STATUS=" + FormatStatus(m));
     if (options_.metrics_file.empty()) return;
     std::string why;
@@ -381,6 +423,9 @@ class Daemon {
   int signal_fd_ = -1;
   shmkv_t* kv_ = nullptr;
   std::unique_ptr<Janitor> janitor_;
+#ifdef SHMKVD_HAVE_UPSTREAM
+  std::unique_ptr<UpstreamStream> upstream_;
+#endif
   bool watchdog_ = false;
   bool stop_ = false;
   int exit_code_ = 0;
@@ -408,6 +453,18 @@ int main(int argc, char** argv) {
       return shmkvd::kExitUsage;
     case shmkvd::ParseOutcome::kRun:
       break;
+  }
+  if (!options.upstream_url.empty()) {
+#ifdef SHMKVD_HAVE_UPSTREAM
+    if (!shmkvd::CheckUpstreamUrl(options.upstream_url, &text)) {
+      std::fprintf(stderr, "shmkvd: %s\nTry 'shmkvd --help'.\n", text.c_str());
+      return shmkvd::kExitUsage;
+    }
+#else
+    std::fputs("shmkvd: --upstream: this shmkvd was built without hiredis (libhiredis-dev)\n",
+               stderr);
+    return shmkvd::kExitUsage;
+#endif
   }
   shmkvd::Daemon daemon(argc, argv, std::move(options));
   const int rc = daemon.Run();

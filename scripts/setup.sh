@@ -38,6 +38,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 #                                                 example's test (examples/express-sessions)
 #   php8.2-opcache curl                           PHP sessions example (opcache.preload) and
 #                                                 its test's HTTP client (examples/php-sessions)
+#   libhiredis-dev redis-server                   near cache: shmkvd --upstream and its
+#                                                 tests (a real Redis per test)
 PACKAGES=(
   build-essential cmake ninja-build pkg-config
   libboost-dev libboost-program-options-dev
@@ -54,6 +56,7 @@ PACKAGES=(
   python3-flask gunicorn python3-flask-session
   chromium
   php8.2-opcache curl
+  libhiredis-dev redis-server
 )
 
 # shellcheck source=scripts/lib/packages.sh

@@ -910,6 +910,10 @@ std::string PolicyName(uint32_t p) {
   return p == SHMKV_EVICT_VOLATILE ? "volatile" : p == SHMKV_EVICT_NONE ? "none" : "allkeys";
 }
 
+std::string UpstreamStateName(uint32_t s) {
+  return s == SHMKV_UPSTREAM_UP ? "up" : s == SHMKV_UPSTREAM_DOWN ? "down" : "none";
+}
+
 int CmdInfo(const std::vector<std::string>& args) {
   CommandLine cl("info", "info SEGMENT [--json]",
                  "Prints the segment's layout version, geometry, limits, creator, clock and "
@@ -926,6 +930,11 @@ int CmdInfo(const std::vector<std::string>& args) {
   size_t n = 0;
   if (int rc = shmkv_processes(seg.get(), procs.data(), procs.size(), &n)) Fail("info", rc);
   procs.resize(std::min(n, procs.size()));
+  shmkv_upstream_t up{};
+  up.struct_size = sizeof up;
+  if (int rc = shmkv_upstream_get(seg.get(), &up)) Fail("info", rc);
+  const bool near_cache = up.url[0] != '\0';
+  const bool beat = up.heartbeat_age_ms != UINT64_MAX;
   const time_t created = static_cast<time_t>(i.created_realtime_ns / 1000000000ull);
   char when[64];
   std::strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&created));
@@ -953,7 +962,15 @@ int CmdInfo(const std::vector<std::string>& args) {
               {"janitor_pid", i.janitor_pid},
               {"superseded", i.superseded != 0},
               {"attached_processes", i.attached_processes},
-              {"processes", jp}};
+              {"processes", jp},
+              {"upstream", near_cache ? json{{"url", up.url},
+                                             {"prefixes", up.prefixes},
+                                             {"state", UpstreamStateName(up.state)},
+                                             {"heartbeat_age_ms",
+                                              beat ? json(up.heartbeat_age_ms) : json(nullptr)},
+                                             {"max_lag_ms", up.max_lag_ms},
+                                             {"generation", up.generation}}
+                                      : json(nullptr)}};
     std::cout << j.dump(2) << "\n";
     return kExitOk;
   }
@@ -968,8 +985,15 @@ int CmdInfo(const std::vector<std::string>& args) {
             << when << " by pid " << i.creator_pid << "\nclock           " << i.clock_ms
             << " ms since creation (boot " << i.boot_id << ")\njanitor         "
             << (i.janitor_pid ? std::to_string(i.janitor_pid) : "none")
-            << (i.superseded ? "\nsuperseded      yes (copied into a new segment)" : "")
-            << "\nprocesses       " << n << " attached\n";
+            << (i.superseded ? "\nsuperseded      yes (copied into a new segment)" : "");
+  if (near_cache) {
+    std::cout << "\nupstream        " << up.url << " "
+              << (up.prefixes[0] ? "prefixes " + std::string(up.prefixes) : "every key") << ", "
+              << UpstreamStateName(up.state) << ", heartbeat "
+              << (beat ? std::to_string(up.heartbeat_age_ms) + " ms ago" : "never") << " (max lag "
+              << up.max_lag_ms << " ms), generation " << up.generation;
+  }
+  std::cout << "\nprocesses       " << n << " attached\n";
   for (const auto& p : procs)
     std::cout << "  pid " << p.pid << (p.alive ? "  alive" : "  dead (not yet recovered)") << "\n";
   return kExitOk;

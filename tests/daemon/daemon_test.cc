@@ -406,6 +406,41 @@ TEST(MetricsTest, FormatEscapesLabelsAndPassesPromtool) {
   ExpectPromtoolAccepts(path);
 }
 
+// The near-cache families appear only with --upstream; a stream never
+// confirmed has a heartbeat age of +Inf.
+TEST(MetricsTest, UpstreamFamiliesOnlyWithAnUpstream) {
+  shmkvd::MetricsSnapshot m;
+  m.segment = "nc";
+  EXPECT_EQ(shmkvd::FormatPrometheus(m).find("shmkv_upstream_"), std::string::npos);
+  EXPECT_EQ(shmkvd::FormatStatus(m).find("upstream"), std::string::npos);
+  m.upstream.emplace();
+  m.upstream->keys = 7;
+  m.upstream->flushes = 2;
+  const std::string text = shmkvd::FormatPrometheus(m);
+  for (const char* line : {"shmkv_upstream_up{segment=\"nc\"} 0\n",
+                           "shmkv_upstream_heartbeat_age_seconds{segment=\"nc\"} +Inf\n",
+                           "shmkv_upstream_invalidated_keys_total{segment=\"nc\"} 7\n",
+                           "shmkv_upstream_flushes_total{segment=\"nc\"} 2\n",
+                           "shmkv_upstream_invalidation_messages_total{segment=\"nc\"} 0\n",
+                           "shmkv_upstream_losses_total{segment=\"nc\"} 0\n",
+                           "shmkv_upstream_reconnects_total{segment=\"nc\"} 0\n"}) {
+    EXPECT_NE(text.find(line), std::string::npos) << line << " not in\n" << text;
+  }
+  EXPECT_NE(shmkvd::FormatStatus(m).find(", upstream down"), std::string::npos);
+  m.upstream->up = true;
+  m.upstream->heartbeat_age_seconds = 0.05;
+  EXPECT_NE(shmkvd::FormatPrometheus(m).find(
+                "shmkv_upstream_heartbeat_age_seconds{segment=\"nc\"} 0.05\n"),
+            std::string::npos);
+
+  if (!HaveProgram("promtool")) GTEST_SKIP() << "promtool (Debian package prometheus) missing";
+  TempDir dir;
+  const std::string path = dir.path() + "/nc.prom";
+  std::string why;
+  ASSERT_EQ(shmkvd::WriteFileAtomically(path, text, &why), 0) << why;
+  ExpectPromtoolAccepts(path);
+}
+
 TEST(MetricsTest, WriteFileAtomicallyReportsAMissingDirectory) {
   std::string why;
   EXPECT_NE(shmkvd::WriteFileAtomically("/nonexistent-dir/x.prom", "x\n", &why), 0);
