@@ -164,9 +164,37 @@ struct __attribute__((visibility("hidden"))) NearCache::Impl {
   bool Current(uint64_t* generation) {
     uint32_t state = SHMKV_UPSTREAM_NONE;
     if (shmkv_upstream_state(local.c_handle(), &state, generation) != 0) return false;
+    if (*generation != tracked_generation) LoadTrackedPrefixes(*generation);
     return state == SHMKV_UPSTREAM_UP;
   }
-  bool Fits(std::string_view key) const { return key.size() <= max_key_len; }
+  // Whether a copy of key may be kept here: it fits the segment, and the
+  // daemon's stream invalidates it (it is under a tracked prefix; no
+  // prefixes: every key is tracked). Any other key is served from Redis
+  // only: nothing would ever delete a stale copy of it.
+  bool Fits(std::string_view key) const {
+    if (key.size() > max_key_len) return false;
+    if (tracked.empty()) return true;
+    for (const std::string& p : tracked) {
+      if (key.substr(0, p.size()) == p) return true;
+    }
+    return false;
+  }
+  // The prefixes the daemon tracks, read again whenever the generation
+  // changes (a daemon started with other prefixes publishes a new one).
+  void LoadTrackedPrefixes(uint64_t generation) {
+    shmkv_upstream_t u{};
+    u.struct_size = sizeof(u);
+    if (shmkv_upstream_get(local.c_handle(), &u) != 0) return;
+    tracked.clear();
+    std::string_view all(u.prefixes);
+    while (!all.empty()) {
+      const size_t space = all.find(' ');
+      if (space != 0) tracked.emplace_back(all.substr(0, space));
+      if (space == std::string_view::npos) break;
+      all.remove_prefix(space + 1);
+    }
+    tracked_generation = generation;
+  }
 
   std::error_code Fail(std::error_code ec, std::string message) {
     last_error = std::move(message);
@@ -230,6 +258,8 @@ struct __attribute__((visibility("hidden"))) NearCache::Impl {
   NearCacheOptions options;
   upstream::RedisAddress address;
   uint32_t max_key_len;
+  std::vector<std::string> tracked;            // the daemon's --prefix values
+  uint64_t tracked_generation = ~uint64_t{0};  // of the state they were read at
   upstream::RedisContextPtr redis;
   bool script_loaded = false;  // on this connection
   std::string script_sha;
