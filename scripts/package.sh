@@ -5,15 +5,18 @@
 #   prefix  `cmake --install` of a Release build (build-inst/) into a
 #           temporary prefix; the consumer in examples/consumer/ built
 #           against it with find_package (CMAKE_PREFIX_PATH) and with
-#           pkg-config (PKG_CONFIG_PATH), and run
-#   debs    libshmkv1, libshmkv-dev and shmkv-tools built with CPack in
-#           build-deb/ (packaging/CMakeLists.txt, Debian build flags);
-#           lintian reports no errors
+#           pkg-config (PKG_CONFIG_PATH), and run; the consumer built
+#           against the components lib and dev only (no near cache, no
+#           hiredis)
+#   debs    libshmkv1, libshmkv-dev, libshmkv-upstream1,
+#           libshmkv-upstream-dev and shmkv-tools built with CPack in
+#           build-deb/ (packaging/CMakeLists.txt, Debian build flags): their
+#           files and Depends; lintian reports no errors
 #   system  the packages installed with `apt-get install ./build-deb/*.deb`
 #           (reinstalled when already there); from the installed files:
 #           shmkv --help, create/set/get/destroy on a unique segment,
-#           shmkvd --version, the consumer built with find_package and
-#           pkg-config and run
+#           shmkvd --version, the exports of libshmkv and libshmkv_upstream,
+#           the consumer built with find_package and pkg-config and run
 #
 # Prints one line per check and `N passed, N failed`; exits non-zero if any
 # check failed. Idempotent: packages already installed are not touched (no
@@ -59,10 +62,12 @@ done
 #   lintian                 package checks
 #   help2man                man pages of shmkv and shmkvd
 #   make                    the pkg-config build of examples/consumer
+#   libhiredis-dev          the near cache (libshmkv-upstream1) and shmkvd
+#                           --upstream, built only with it
 PACKAGES=(
   build-essential cmake ninja-build pkg-config make
   libboost-dev libboost-program-options-dev libxxhash-dev nlohmann-json3-dev
-  libncurses-dev libsystemd-dev
+  libncurses-dev libsystemd-dev libhiredis-dev
   dpkg-dev fakeroot file lintian help2man
 )
 
@@ -72,6 +77,9 @@ ensure_packages package "${PACKAGES[@]}"
 
 jobs="${SHMKV_JOBS:-$(nproc)}"
 version="$(sed -n 's/^project(shmkv VERSION \([0-9.]*\).*/\1/p' CMakeLists.txt)"
+# The Debian version: <version>-<SHMKV_DEB_RELEASE of packaging/>.
+deb_version="$version-$(sed -n 's/^set(SHMKV_DEB_RELEASE \([0-9]*\))$/\1/p' packaging/CMakeLists.txt)"
+deb_packages=(libshmkv1 libshmkv-dev libshmkv-upstream1 libshmkv-upstream-dev shmkv-tools)
 segment="pkgtest-$$-$RANDOM"
 tmp="$(mktemp -d)"
 cleanup() {
@@ -144,28 +152,105 @@ consumer_pc_build() {  # <tag> [PKG_CONFIG_PATH]
     make -C "$tmp/$1-pc" -f "$root/examples/consumer/Makefile" all
   )
 }
-# The three programs (C, C++, static C) on the test segment.
+# The four programs (C, C++, static C, near cache) on the test segment:
+# the first creates it; consumer_near finds it is not a near cache.
 consumer_run() {  # <dir> [LD_LIBRARY_PATH]
   (
     [[ -z "${2:-}" ]] || export LD_LIBRARY_PATH="$2"
-    "$1/consumer_c" "$segment" && "$1/consumer_cc" "$segment" && "$1/consumer_c_static" "$segment"
+    "$1/consumer_c" "$segment" && "$1/consumer_cc" "$segment" &&
+      "$1/consumer_c_static" "$segment" && "$1/consumer_near" "$segment"
   )
 }
-# The shared-library consumers of <tag> load libshmkv.so.1 from <libdir>.
+# The shared-library consumers of <tag> load libshmkv.so.1 (and
+# consumer_near libshmkv_upstream.so.1) from <libdir>; only consumer_near
+# loads libhiredis.
 consumers_load() {  # <tag> <libdir> [LD_LIBRARY_PATH of the pkg-config build]
-  local prog out
+  local prog out lib path
   for prog in "$tmp/$1-cmake/consumer_c" "$tmp/$1-cmake/consumer_cc" \
-    "$tmp/$1-pc/consumer_c" "$tmp/$1-pc/consumer_cc"; do
+    "$tmp/$1-cmake/consumer_near" "$tmp/$1-pc/consumer_c" "$tmp/$1-pc/consumer_cc" \
+    "$tmp/$1-pc/consumer_near"; do
     if [[ "$prog" == */"$1"-pc/* && -n "${3:-}" ]]; then
       out="$(LD_LIBRARY_PATH="$3" ldd "$prog")"
     else
       out="$(ldd "$prog")"
     fi
-    out="$(sed -n 's/^\s*libshmkv\.so\.1 => \(\S*\) .*/\1/p' <<<"$out")"
-    echo "$prog: libshmkv.so.1 => $out"
-    # realpath: /lib is /usr/lib on a merged-/usr system.
-    [[ -n "$out" && "$(realpath "$out")" == "$(realpath "$2/libshmkv.so.1")" ]] || return 1
+    for lib in libshmkv.so.1 libshmkv_upstream.so.1; do
+      [[ "$lib" == libshmkv.so.1 || "$prog" == */consumer_near ]] || continue
+      path="$(sed -n "s/^\s*${lib//./\\.} => \(\S*\) .*/\1/p" <<<"$out")"
+      echo "$prog: $lib => $path"
+      # realpath: /lib is /usr/lib on a merged-/usr system.
+      [[ -n "$path" && "$(realpath "$path")" == "$(realpath "$2/$lib")" ]] || return 1
+    done
+    if [[ "$prog" != */consumer_near ]] && grep libhiredis <<<"$out"; then
+      echo "$prog: loads libhiredis"
+      return 1
+    fi
   done
+}
+
+# Without the near cache (components lib and dev only, into $tmp/core): no
+# near-cache file, hiredis in no CMake or pkg-config file (but comments),
+# and the consumer builds with find_package, without consumer_near.
+consumer_core_only() {
+  local out
+  cmake --install build-inst --prefix "$tmp/core" --component lib &&
+    cmake --install build-inst --prefix "$tmp/core" --component dev || return 1
+  out="$(find "$tmp/core" -name '*upstream*' -o -name near_cache.h)"
+  [[ -z "$out" ]] || {
+    echo "near-cache files installed: $out"
+    return 1
+  }
+  out="$(grep -rn --include='*.cmake' --include='*.pc' hiredis "$tmp/core" |
+    grep -v -E '^[^:]*:[0-9]+:\s*#')" || true
+  [[ -z "$out" ]] || {
+    echo "hiredis named: $out"
+    return 1
+  }
+  consumer_cmake_build core "-DCMAKE_PREFIX_PATH=$tmp/core" || return 1
+  [[ -x "$tmp/core-cmake/consumer_cc" && ! -e "$tmp/core-cmake/consumer_near" ]] || {
+    echo "expected consumer_cc and no consumer_near in $tmp/core-cmake"
+    return 1
+  }
+}
+
+# libshmkv_upstream exports shmkv::NearCache and nothing else of its own
+# (as tests/abi/check_exports.cmake does for libshmkv): no shmkv_* C
+# functions, no shmkv::Cache (both libshmkv's), no internals of the Redis
+# connection. Vague-linkage instantiations of standard templates carry
+# default visibility from the standard headers.
+exports_only_near_cache() {  # <library>
+  local syms bad
+  syms="$(nm -D --defined-only -C "$1")" || return 1
+  grep -q ' T shmkv::NearCache::Open(' <<<"$syms" || {
+    echo "$1: shmkv::NearCache::Open not exported"
+    return 1
+  }
+  bad="$(sed -n 's/^[0-9a-f]* [TDBRVW] //p' <<<"$syms" | grep -v -E \
+    -e '^shmkv::NearCache::' -e '^(std|__gnu_cxx)::' -e '^void std::' \
+    -e '^(typeinfo|typeinfo name|vtable|guard variable) for (shmkv::NearCache|std::|__gnu_cxx::)')" ||
+    true
+  if [[ -n "$bad" ]]; then
+    echo "$1: non-API symbols exported:"
+    echo "$bad"
+    return 1
+  fi
+  echo "$1: $(grep -c ' T shmkv::NearCache::' <<<"$syms") functions of shmkv::NearCache exported"
+}
+
+# The files of <deb> outside usr/share/, directories left out, are exactly
+# <path...> (relative to /).
+deb_holds_only() {  # <deb> <path...>
+  local deb="$1" want got
+  shift
+  got="$(dpkg-deb -c "$deb" | awk '{print $6}' | sed 's|^\./||' | grep -v -e '/$' -e '^usr/share/' |
+    sort)"
+  want="$(printf '%s\n' "$@" | sort)"
+  echo "$got"
+  [[ "$got" == "$want" ]] || {
+    echo "(expected:"
+    echo "$want)"
+    return 1
+  }
 }
 
 phase_prefix() {  # <prefix>
@@ -180,23 +265,33 @@ phase_prefix() {  # <prefix>
     return 0
   local lib
   lib="$p/$(sed -n 's/^CMAKE_INSTALL_LIBDIR:PATH=//p' build-inst/CMakeCache.txt)"
-  check "prefix: headers, libraries, CMake package, pkg-config file, tools" files_exist \
-    "$p/include/shmkv/shmkv.h" "$p/include/shmkv/cache.h" "$lib/libshmkv.so.$version" \
-    "$lib/libshmkv.so.1" "$lib/libshmkv.so" "$lib/libshmkv.a" \
-    "$lib/cmake/shmkv/shmkvConfig.cmake" "$lib/cmake/shmkv/shmkvConfigVersion.cmake" \
-    "$lib/cmake/shmkv/shmkvTargets.cmake" "$lib/pkgconfig/shmkv.pc" "$p/bin/shmkv" "$p/sbin/shmkvd"
+  check "prefix: headers, libraries, CMake package, pkg-config files, tools" files_exist \
+    "$p/include/shmkv/shmkv.h" "$p/include/shmkv/cache.h" "$p/include/shmkv/near_cache.h" \
+    "$lib/libshmkv.so.$version" "$lib/libshmkv.so.1" "$lib/libshmkv.so" "$lib/libshmkv.a" \
+    "$lib/libshmkv_upstream.so.$version" "$lib/libshmkv_upstream.so.1" \
+    "$lib/libshmkv_upstream.so" "$lib/cmake/shmkv/shmkvConfig.cmake" \
+    "$lib/cmake/shmkv/shmkvConfigVersion.cmake" "$lib/cmake/shmkv/shmkvTargets.cmake" \
+    "$lib/cmake/shmkv/shmkvUpstreamTargets.cmake" "$lib/pkgconfig/shmkv.pc" \
+    "$lib/pkgconfig/shmkv-upstream.pc" "$p/bin/shmkv" "$p/sbin/shmkvd"
   check "prefix: soname libshmkv.so.1" output_has "Library soname: [libshmkv.so.1]" \
     readelf -d "$lib/libshmkv.so.$version"
+  check "prefix: soname libshmkv_upstream.so.1" output_has \
+    "Library soname: [libshmkv_upstream.so.1]" readelf -d "$lib/libshmkv_upstream.so.$version"
   check "prefix: consumer with find_package (CMAKE_PREFIX_PATH)" \
     consumer_cmake_build prefix "-DCMAKE_PREFIX_PATH=$p"
   check "prefix: consumer with pkg-config (PKG_CONFIG_PATH)" \
     consumer_pc_build prefix "$lib/pkgconfig"
-  check "prefix: find_package consumer runs (C, C++, static C)" consumer_run "$tmp/prefix-cmake"
-  check "prefix: pkg-config consumer runs (C, C++, static C)" consumer_run "$tmp/prefix-pc" "$lib"
-  check "prefix: consumers load $lib/libshmkv.so.1" consumers_load prefix "$lib" "$lib"
+  check "prefix: find_package consumer runs (C, C++, static C, near cache)" \
+    consumer_run "$tmp/prefix-cmake"
+  check "prefix: pkg-config consumer runs (C, C++, static C, near cache)" \
+    consumer_run "$tmp/prefix-pc" "$lib"
+  check "prefix: consumers load $lib/libshmkv.so.1, libshmkv_upstream.so.1" \
+    consumers_load prefix "$lib" "$lib"
   check "prefix: installed shmkv reads what the consumers wrote" \
     output_has "hello from C++" "$p/bin/shmkv" get "$segment" consumer:cc
   "$p/bin/shmkv" destroy --yes "$segment" >/dev/null 2>&1 || true
+  check "prefix: components lib and dev only: no hiredis, consumer with find_package" \
+    consumer_core_only
 }
 
 debs=()
@@ -221,20 +316,30 @@ phase_debs() {
   rm -f build-deb/*.deb
   require "debs: cpack -G DEB" bash -c "cd build-deb && cpack -G DEB" || return 0
   local pkg deb
-  for pkg in libshmkv1 libshmkv-dev shmkv-tools; do
-    deb="build-deb/${pkg}_${version}-1_$(dpkg --print-architecture).deb"
+  for pkg in "${deb_packages[@]}"; do
+    deb="build-deb/${pkg}_${deb_version}_$(dpkg --print-architecture).deb"
     require "debs: $deb" files_exist "$deb" && debs+=("$deb")
   done
   local libdir
   libdir="usr/lib/$(dpkg-architecture -qDEB_HOST_MULTIARCH)"
-  check "debs: libshmkv1 holds the shared library only" output_has "./$libdir/libshmkv.so.1" \
-    bash -c "dpkg-deb -c build-deb/libshmkv1_*.deb | grep -v -e '/$' -e usr/share/"
-  check "debs: libshmkv-dev holds headers, .so, .a, CMake package, shmkv.pc" bash -c "
+  check "debs: libshmkv1 holds the shared library only" deb_holds_only \
+    build-deb/libshmkv1_*.deb "$libdir/libshmkv.so.1" "$libdir/libshmkv.so.$version"
+  check "debs: libshmkv-upstream1 holds the near-cache library only" deb_holds_only \
+    build-deb/libshmkv-upstream1_*.deb "$libdir/libshmkv_upstream.so.1" \
+    "$libdir/libshmkv_upstream.so.$version"
+  check "debs: libshmkv-dev holds headers, .so, .a, CMake package, shmkv.pc (no near cache)" \
+    bash -c "
     c=\$(dpkg-deb -c build-deb/libshmkv-dev_*.deb) &&
     for f in usr/include/shmkv/shmkv.h $libdir/libshmkv.so $libdir/libshmkv.a \
              $libdir/cmake/shmkv/shmkvConfig.cmake $libdir/pkgconfig/shmkv.pc; do
       grep -q \" ./\$f\" <<<\"\$c\" || { echo missing \$f; exit 1; }
-    done"
+    done &&
+    if grep -e near_cache -e upstream <<<\"\$c\"; then echo 'near-cache files above'; exit 1; fi"
+  check "debs: libshmkv-upstream-dev holds near_cache.h, .so, CMake targets, shmkv-upstream.pc" \
+    deb_holds_only build-deb/libshmkv-upstream-dev_*.deb usr/include/shmkv/near_cache.h \
+    "$libdir/libshmkv_upstream.so" "$libdir/cmake/shmkv/shmkvUpstreamTargets.cmake" \
+    "$libdir/cmake/shmkv/shmkvUpstreamTargets-release.cmake" \
+    "$libdir/pkgconfig/shmkv-upstream.pc"
   check "debs: shmkv-tools holds the CLI, daemon, unit, sysusers, man pages" bash -c "
     c=\$(dpkg-deb -c build-deb/shmkv-tools_*.deb) &&
     for f in usr/bin/shmkv usr/sbin/shmkvd lib/systemd/system/shmkvd@.service \
@@ -242,12 +347,23 @@ phase_debs() {
              usr/share/man/man8/shmkvd.8.gz usr/share/doc/shmkv-tools/copyright; do
       grep -q \" ./\$f\" <<<\"\$c\" || { echo missing \$f; exit 1; }
     done"
-  check "debs: libshmkv-dev depends on libshmkv1 (= $version-1)" output_has \
-    "libshmkv1 (= $version-1)" dpkg-deb -f build-deb/libshmkv-dev_*.deb Depends
+  check "debs: libshmkv-dev depends on libshmkv1 (= $deb_version)" output_has \
+    "libshmkv1 (= $deb_version)" dpkg-deb -f build-deb/libshmkv-dev_*.deb Depends
+  check "debs: libshmkv1 does not depend on hiredis" bash -c "
+    d=\$(dpkg-deb -f build-deb/libshmkv1_*.deb Depends) && echo \"\$d\" && [[ \$d != *hiredis* ]]"
+  check "debs: libshmkv-upstream1 depends on libshmkv1 (= $deb_version), libhiredis0.14" bash -c "
+    d=\$(dpkg-deb -f build-deb/libshmkv-upstream1_*.deb Depends) && echo \"\$d\" &&
+    [[ \$d == *'libshmkv1 (= $deb_version)'* && \$d == *libhiredis0.14* ]]"
+  check "debs: libshmkv-upstream-dev depends on libshmkv-upstream1, libshmkv-dev (= $deb_version)" \
+    bash -c "
+    d=\$(dpkg-deb -f build-deb/libshmkv-upstream-dev_*.deb Depends) && echo \"\$d\" &&
+    [[ \$d == *'libshmkv-upstream1 (= $deb_version)'* && \$d == *'libshmkv-dev (= $deb_version)'* ]]"
+  check "debs: shmkv-tools depends on libhiredis0.14 (shmkvd, dpkg-shlibdeps)" output_has \
+    "libhiredis0.14" dpkg-deb -f build-deb/shmkv-tools_*.deb Depends
   # Exit status 2 on any error (--fail-on error). Shown: warnings, info
   # and the overridden tags (O:, packaging/debian/*/lintian-overrides, each
   # with its reason there).
-  ((${#debs[@]} == 3)) || return 0
+  ((${#debs[@]} == ${#deb_packages[@]})) || return 0
   echo "--- lintian $(lintian --print-version)"
   local out rc=0
   out="$(lintian --fail-on error --display-info --show-overrides "${debs[@]}" 2>&1)" || rc=$?
@@ -257,8 +373,8 @@ phase_debs() {
 
 phase_system() {
   echo "--- system: apt-get install ./build-deb/*.deb"
-  ((${#debs[@]} == 3)) || {
-    check "system: three debs to install" false
+  ((${#debs[@]} == ${#deb_packages[@]})) || {
+    check "system: ${#deb_packages[@]} debs to install" false
     return 0
   }
   local paths=() d
@@ -266,9 +382,9 @@ phase_system() {
   require "system: apt-get install (reinstall)" \
     env DEBIAN_FRONTEND=noninteractive "${as_root[@]}" apt-get install -y --reinstall \
     --allow-downgrades "${paths[@]}" || return 0
-  check "system: dpkg says installed $version-1" bash -c "
-    for p in libshmkv1 libshmkv-dev shmkv-tools; do
-      v=\$(dpkg-query -W -f='\${db:Status-Abbrev} \${Version}' \$p) && [[ \$v == 'ii  $version-1' ]] ||
+  check "system: dpkg says installed $deb_version" bash -c "
+    for p in ${deb_packages[*]}; do
+      v=\$(dpkg-query -W -f='\${db:Status-Abbrev} \${Version}' \$p) && [[ \$v == 'ii  $deb_version' ]] ||
         { echo \"\$p: \$v\"; exit 1; }
     done"
   check "system: shmkv is /usr/bin/shmkv" test "$(command -v shmkv)" = /usr/bin/shmkv
@@ -286,13 +402,18 @@ phase_system() {
   check "system: libshmkv.so.1 exports only the C and C++ APIs (tests/abi)" \
     cmake -DNM=nm "-DLIB=/usr/lib/$(dpkg-architecture -qDEB_HOST_MULTIARCH)/libshmkv.so.1" \
     -P tests/abi/check_exports.cmake
-  check "system: consumer with find_package" consumer_cmake_build system
-  check "system: consumer with pkg-config" consumer_pc_build system
   local libdir
   libdir="/usr/lib/$(dpkg-architecture -qDEB_HOST_MULTIARCH)"
-  check "system: find_package consumer runs (C, C++, static C)" consumer_run "$tmp/system-cmake"
-  check "system: pkg-config consumer runs (C, C++, static C)" consumer_run "$tmp/system-pc"
-  check "system: consumers load $libdir/libshmkv.so.1" consumers_load system "$libdir"
+  check "system: libshmkv_upstream.so.1 exports only shmkv::NearCache" \
+    exports_only_near_cache "$libdir/libshmkv_upstream.so.1"
+  check "system: consumer with find_package" consumer_cmake_build system
+  check "system: consumer with pkg-config" consumer_pc_build system
+  check "system: find_package consumer runs (C, C++, static C, near cache)" \
+    consumer_run "$tmp/system-cmake"
+  check "system: pkg-config consumer runs (C, C++, static C, near cache)" \
+    consumer_run "$tmp/system-pc"
+  check "system: consumers load $libdir/libshmkv.so.1, libshmkv_upstream.so.1" \
+    consumers_load system "$libdir"
   check "system: shmkv get reads what the consumer wrote" \
     output_has "hello from C" /usr/bin/shmkv get "$segment" consumer:c
   check "system: shmkv destroy" /usr/bin/shmkv destroy --yes "$segment"
