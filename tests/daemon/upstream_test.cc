@@ -26,9 +26,9 @@
 #include <vector>
 
 #include "gtest/gtest.h"
-#include "redis_server.h"
 #include "shmkv/shmkv.h"
 #include "shmkvd_process.h"
+#include "support/redis_server.h"
 #include "support/run_program.h"
 #include "support/test_segment.h"
 
@@ -52,8 +52,7 @@ class UpstreamTest : public ::testing::Test {
  protected:
   void SetUp() override {
     if (!RedisServer::Installed()) GTEST_SKIP() << "redis-server (Debian redis-server) missing";
-    std::string why;
-    ASSERT_TRUE(redis_.Start(After(kTimeout), &why)) << why;
+    ASSERT_TRUE(redis_.Start()) << redis_.error();
     writer_ = redis_.Connect();
     ASSERT_NE(writer_, nullptr);
     shmkv_options_t o = SmallOptions();
@@ -296,8 +295,7 @@ TEST_F(UpstreamTest, RedisRestartGoesDownThenResyncsAndFlushes) {
   Put("t:while-down");
   Put("u:while-down");
   ASSERT_TRUE(daemon_->WaitForStderr("retrying in", After(kTimeout))) << daemon_->Stderr();
-  std::string why;
-  ASSERT_TRUE(redis_.Start(After(kTimeout), &why)) << why;
+  ASSERT_TRUE(redis_.Start(redis_.port())) << redis_.error();
   EXPECT_TRUE(WaitForResync(g0)) << daemon_->Stderr();
   EXPECT_FALSE(Has("t:while-down"));
   EXPECT_TRUE(Has("u:while-down"));

@@ -14,10 +14,10 @@
 // failures are errors with a message that leave no placeholder behind,
 // and the next call after Redis is back works.
 //
-// The races are forced with ReplyRelay (redis_server.h): the near cache
-// talks to Redis through it, and while it holds Redis's replies the test
-// knows that Redis has executed the GET (reply bytes arrived) and that the
-// client has not read the answer yet (it is still in the relay). The step
+// The races are forced with ReplyRelay (support/redis_server.h): the near
+// cache talks to Redis through it, and while it holds Redis's replies the
+// test knows that Redis has executed the GET (reply bytes arrived) and that
+// the client has not read the answer yet (it is still in the relay). The step
 // under test (a write in Redis and the local delete of an invalidation, a
 // new generation) happens then, and only after it is the reply released.
 // No sleeps: every wait polls a condition until a deadline.
@@ -36,9 +36,9 @@
 #include <vector>
 
 #include "gtest/gtest.h"
-#include "redis_server.h"
 #include "shmkv/cache.h"
 #include "shmkv/shmkv.h"
+#include "support/redis_server.h"
 
 namespace {
 

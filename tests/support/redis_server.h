@@ -1,10 +1,15 @@
 // A real redis-server for a test, and a relay in front of it that can hold
-// Redis's replies back.
+// Redis's replies back (library shmkv_redis_test_support, built when
+// hiredis is installed; used by tests/daemon and tests/upstream).
 //
-// RedisServer starts redis-server on a free port of 127.0.0.1, without
-// persistence, in a temporary directory, and waits (polling PING until a
+// RedisServer starts redis-server on 127.0.0.1 and a free port, without
+// persistence (--save '' --appendonly no, so a restart loses the data), in
+// a temporary directory that holds its log, and waits (polling PING until a
 // deadline) until it answers. The destructor kills it and removes the
-// directory, whatever the test did.
+// directory, whatever the test did. The server is started with
+// PR_SET_PDEATHSIG: when the thread that started it goes (the test killed
+// by a timeout, a crash), the kernel kills it too, so no redis-server
+// outlives its test. Start it from a thread that lives as long as it does.
 //
 // ReplyRelay forwards TCP connections to a Redis port. While held, it
 // keeps the bytes Redis sends instead of delivering them, and counts them:
@@ -12,8 +17,8 @@
 // when the client reads the answer. That puts a step (a write in Redis, an
 // invalidation) between a Redis reply and the client's next move at a
 // chosen point, without timing.
-#ifndef SHMKV_TESTS_UPSTREAM_REDIS_SERVER_H_
-#define SHMKV_TESTS_UPSTREAM_REDIS_SERVER_H_
+#ifndef SHMKV_TESTS_SUPPORT_REDIS_SERVER_H_
+#define SHMKV_TESTS_SUPPORT_REDIS_SERVER_H_
 
 #include <sys/types.h>
 
@@ -30,24 +35,31 @@ namespace shmkv::test {
 class RedisServer {
  public:
   RedisServer() = default;
-  ~RedisServer();
+  ~RedisServer();  // Kill(), then the directory goes
   RedisServer(const RedisServer&) = delete;
   RedisServer& operator=(const RedisServer&) = delete;
 
   // Whether redis-server is in PATH.
   static bool Installed();
 
-  // Starts it on `port` (0: a free one). False with error() saying why.
+  // Starts it on `port` (0: a free one; after Kill(), Start(port()) starts
+  // it again where clients expect it) and waits up to 10 s until it answers
+  // PING. False with error() saying why.
   bool Start(int port = 0);
-  // SIGKILL, and waits for it to be gone.
+  // SIGKILL, and waits for it to be gone. Nothing if it is not running.
   void Kill();
+  // Sends sig (SIGSTOP, SIGCONT...) to the running server.
+  void Signal(int sig) const;
 
   int port() const { return port_; }
   std::string url() const { return "redis://127.0.0.1:" + std::to_string(port_); }
   const std::string& error() const { return error_; }
 
-  // Runs one command on a connection of the test's own (not through a
-  // relay). nullptr if Redis could not be reached.
+  // A new connection of the caller's own (nullptr if none can be made).
+  upstream::RedisContextPtr Connect() const;
+  // Runs one command on the helper's own connection (not through a relay),
+  // reconnecting first if it was lost. nullptr if Redis could not be
+  // reached.
   upstream::RedisReplyPtr Command(const std::vector<std::string_view>& args);
 
  private:
@@ -59,6 +71,10 @@ class RedisServer {
   std::string error_;
   upstream::RedisContextPtr client_;
 };
+
+// Runs one command, written as words separated by spaces, on c. The reply,
+// or nullptr and a test failure when there is none or it is an error.
+upstream::RedisReplyPtr Command(redisContext* c, const std::string& text);
 
 class ReplyRelay {
  public:
@@ -100,4 +116,4 @@ class ReplyRelay {
 
 }  // namespace shmkv::test
 
-#endif  // SHMKV_TESTS_UPSTREAM_REDIS_SERVER_H_
+#endif  // SHMKV_TESTS_SUPPORT_REDIS_SERVER_H_

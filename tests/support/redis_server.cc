@@ -1,11 +1,11 @@
-#include "redis_server.h"
+#include "support/redis_server.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -15,6 +15,9 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <sstream>
+
+#include "gtest/gtest.h"
 
 extern char** environ;
 
@@ -49,6 +52,19 @@ bool SendAll(int fd, const char* p, size_t n) {
   return true;
 }
 
+// The path of `name` in PATH, or "" if it is not there.
+std::string ProgramPath(const std::string& name) {
+  const char* path = getenv("PATH");
+  std::string_view rest = path == nullptr ? "/usr/bin:/bin" : path;
+  while (!rest.empty()) {
+    const size_t colon = rest.find(':');
+    const std::string dir(rest.substr(0, colon));
+    if (!dir.empty() && access((dir + "/" + name).c_str(), X_OK) == 0) return dir + "/" + name;
+    rest = colon == std::string_view::npos ? "" : rest.substr(colon + 1);
+  }
+  return "";
+}
+
 }  // namespace
 
 RedisServer::~RedisServer() {
@@ -59,17 +75,7 @@ RedisServer::~RedisServer() {
   }
 }
 
-bool RedisServer::Installed() {
-  const char* path = getenv("PATH");
-  std::string_view rest = path == nullptr ? "/usr/bin:/bin" : path;
-  while (!rest.empty()) {
-    const size_t colon = rest.find(':');
-    const std::string dir(rest.substr(0, colon));
-    if (!dir.empty() && access((dir + "/redis-server").c_str(), X_OK) == 0) return true;
-    rest = colon == std::string_view::npos ? "" : rest.substr(colon + 1);
-  }
-  return false;
-}
+bool RedisServer::Installed() { return !ProgramPath("redis-server").empty(); }
 
 bool RedisServer::Start(int port) {
   if (dir_.empty()) {
@@ -111,17 +117,29 @@ bool RedisServer::StartOn(int port) {
   std::vector<char*> argv;
   for (std::string& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
-  posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0);
-  const int rc = posix_spawnp(&pid_, "redis-server", &actions, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  if (rc != 0) {
-    pid_ = -1;
-    error_ = "cannot run redis-server: " + std::string(strerror(rc));
+  const std::string program = ProgramPath("redis-server");
+  if (program.empty()) {
+    error_ = "redis-server is not in PATH";
     return false;
+  }
+  // fork + exec rather than posix_spawn, for PR_SET_PDEATHSIG. The child
+  // makes only async-signal-safe calls.
+  const pid_t parent = getpid();
+  pid_ = fork();
+  if (pid_ < 0) {
+    error_ = "fork: " + std::string(strerror(errno));
+    pid_ = -1;
+    return false;
+  }
+  if (pid_ == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) _exit(127);  // the test died before prctl()
+    const int null = open("/dev/null", O_RDWR);
+    if (null >= 0) {
+      for (int fd = 0; fd < 3; ++fd) dup2(null, fd);
+    }
+    execve(program.c_str(), argv.data(), environ);
+    _exit(127);
   }
   const Clock::time_point deadline = Clock::now() + std::chrono::seconds(10);
   upstream::RedisAddress address;
@@ -159,13 +177,21 @@ void RedisServer::Kill() {
   pid_ = -1;
 }
 
+void RedisServer::Signal(int sig) const {
+  if (pid_ > 0) kill(pid_, sig);
+}
+
+upstream::RedisContextPtr RedisServer::Connect() const {
+  upstream::RedisAddress address;
+  address.host = "127.0.0.1";
+  address.port = port_;
+  std::string why;
+  return upstream::ConnectRedis(address, std::chrono::seconds(5), &why);
+}
+
 upstream::RedisReplyPtr RedisServer::Command(const std::vector<std::string_view>& args) {
   if (client_ == nullptr || client_->err != 0) {
-    upstream::RedisAddress address;
-    address.host = "127.0.0.1";
-    address.port = port_;
-    std::string why;
-    client_ = upstream::ConnectRedis(address, std::chrono::seconds(5), &why);
+    client_ = Connect();
     if (client_ == nullptr) return nullptr;
   }
   std::vector<const char*> argv;
@@ -176,6 +202,21 @@ upstream::RedisReplyPtr RedisServer::Command(const std::vector<std::string_view>
   }
   return upstream::RedisReplyPtr(static_cast<redisReply*>(
       redisCommandArgv(client_.get(), static_cast<int>(argv.size()), argv.data(), lens.data())));
+}
+
+upstream::RedisReplyPtr Command(redisContext* c, const std::string& text) {
+  std::vector<std::string> words;
+  std::istringstream in(text);
+  for (std::string w; in >> w;) words.push_back(w);
+  std::vector<const char*> argv;
+  for (const std::string& w : words) argv.push_back(w.c_str());
+  upstream::RedisReplyPtr r(static_cast<redisReply*>(
+      redisCommandArgv(c, static_cast<int>(argv.size()), argv.data(), nullptr)));
+  if (r == nullptr || r->type == REDIS_REPLY_ERROR) {
+    ADD_FAILURE() << text << ": " << upstream::RedisError(c, r.get());
+    return nullptr;
+  }
+  return r;
 }
 
 ReplyRelay::ReplyRelay(int redis_port) : redis_port_(redis_port) {
