@@ -106,8 +106,9 @@ class NearCacheTest : public ::testing::Test {
   }
 
   // What shmkvd --upstream does once its stream is current.
-  void Publish(const std::string& url, uint64_t lag_ms = kLagMs) {
-    ASSERT_EQ(shmkv_upstream_configure(kv(), url.c_str(), "", lag_ms), 0) << shmkv_last_error();
+  void Publish(const std::string& url, uint64_t lag_ms = kLagMs, const char* prefixes = "") {
+    ASSERT_EQ(shmkv_upstream_configure(kv(), url.c_str(), prefixes, lag_ms), 0)
+        << shmkv_last_error();
     ASSERT_EQ(shmkv_upstream_set_state(kv(), SHMKV_UPSTREAM_UP), 0);
     ASSERT_EQ(shmkv_upstream_heartbeat(kv(), 0), 0);
   }
@@ -364,6 +365,32 @@ TEST_F(NearCacheTest, AKeyTooLongForTheSegmentIsServedFromRedisOnly) {
   EXPECT_EQ(daemon_->Stats()->items, 0u);
   EXPECT_FALSE(nc->Delete(key));
   EXPECT_EQ(RedisInt({"EXISTS", key}), 0);
+}
+
+TEST_F(NearCacheTest, OnlyKeysUnderTheTrackedPrefixesAreKeptLocally) {
+  Publish(redis_.url(), kLagMs, "user: sess:");
+  Result<NearCache> nc = NearCache::Open(segment_);
+  ASSERT_TRUE(nc) << nc.error().message();
+  RedisSet("user:1", "tracked");
+  RedisSet("other:1", "untracked");
+  for (int i = 0; i < 2; ++i) {
+    Result<std::string> a = nc->Get("user:1");
+    Result<std::string> b = nc->Get("other:1");
+    ASSERT_TRUE(a && b) << nc->last_error();
+    EXPECT_EQ(*a, "tracked");
+    EXPECT_EQ(*b, "untracked");
+  }
+  // No invalidation would ever reach a copy of other:1: it is not kept.
+  EXPECT_EQ(LocalValue("user:1"), "tracked");
+  EXPECT_EQ(LocalValue("other:1"), "<absent>");
+  ASSERT_FALSE(nc->Set("other:2", "w")) << nc->last_error();
+  EXPECT_EQ(LocalValue("other:2"), "<absent>");
+  EXPECT_EQ(RedisValue("other:2"), "w");
+  EXPECT_EQ(nc->stats().local_hits, 1u);  // the second Get of user:1
+  // A daemon restarted with other prefixes: the next call follows them.
+  Publish(redis_.url(), kLagMs, "other:");
+  ASSERT_TRUE(nc->Get("other:1"));
+  EXPECT_EQ(LocalValue("other:1"), "untracked");
 }
 
 TEST_F(NearCacheTest, KeysAndValuesAreBinary) {
