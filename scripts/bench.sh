@@ -2,20 +2,30 @@
 # Runs the peer comparison suite (issue 6): shmkv side by side with Redis,
 # memcached, a Boost.Interprocess map and in-process maps, in one run, on the
 # same data. Writes bench/results/latest.md (the table), latest.csv and PNG
-# charts, and prints the table.
+# charts, and prints the table. Then the near-cache benchmark
+# (bench/near/bench_near.cc: NearCache::Get hits against Redis GET, and the
+# invalidation delay of shmkvd --upstream), which adds its "Near cache"
+# section to the same latest.md.
 #
-#   bash scripts/bench.sh            # the full suite (about 10 minutes)
-#   bash scripts/bench.sh --smoke    # a reduced run of about a minute (CI);
-#                                    # results in build-bench/smoke-results/,
-#                                    # so that bench/results/ keeps the full run
+#   bash scripts/bench.sh              # the full suite (about 10 minutes)
+#   bash scripts/bench.sh --smoke      # a reduced run of about a minute (CI);
+#                                      # results in build-bench/smoke-results/,
+#                                      # so that bench/results/ keeps the full run
+#   bash scripts/bench.sh --near-only  # only the near-cache benchmark (about a
+#                                      # minute; with --smoke, a few seconds): the
+#                                      # peers' sections of latest.md are kept
 #
-# Other arguments go to the driver (bench/peers/bench_peers.cc lists them in
-# its header), e.g. --peers=shmkv,redis or --reps=5.
+# Other arguments go to the peer driver (bench/peers/bench_peers.cc lists
+# them in its header), e.g. --peers=shmkv,redis or --reps=5; with
+# --near-only they go to bench_near instead (its header lists them), e.g.
+# --rounds=9.
 #
 # Idempotent: installs only the packages that are missing (apt-get update
 # only then), reconfigures and rebuilds incrementally. It starts its own
 # redis-server and memcached on unix sockets in a temporary directory (no
-# TCP, no persistence) and stops them on exit, whatever happens.
+# TCP, no persistence) and stops them on exit, whatever happens; bench_near
+# starts its own redis-server (unix socket and 127.0.0.1) and shmkvd, and
+# removes them and its segments itself (this script too, if it was killed).
 #
 # Environment: SHMKV_BENCH_BUILD_DIR (default build-bench), SHMKV_JOBS
 # (default: nproc), SHMKV_BENCH_OUT (default bench/results, or
@@ -64,8 +74,14 @@ fi
 build_dir="${SHMKV_BENCH_BUILD_DIR:-build-bench}"
 jobs="${SHMKV_JOBS:-$(nproc)}"
 smoke=0
+near_only=0
+args=()
 for arg in "$@"; do
-  [[ "$arg" == --smoke ]] && smoke=1
+  case "$arg" in
+    --near-only) near_only=1 ;;
+    --smoke) smoke=1 && args+=("$arg") ;;
+    *) args+=("$arg") ;;
+  esac
 done
 if ((smoke)); then
   out_dir="${SHMKV_BENCH_OUT:-$build_dir/smoke-results}"
@@ -77,12 +93,16 @@ fi
 cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=Release \
   -DSHMKV_BUILD_TESTS=OFF -DSHMKV_BUILD_BENCH=ON -DSHMKV_BUILD_EXAMPLES=OFF -DSHMKV_SANITIZE= \
   >/dev/null
-cmake --build "$build_dir" --parallel "$jobs" --target bench_peers
+targets=(bench_near)
+((near_only)) || targets+=(bench_peers)
+cmake --build "$build_dir" --parallel "$jobs" --target "${targets[@]}"
 driver="$build_dir/bench/bench_peers"
+near="$build_dir/bench/bench_near"
 
 tmp="$(mktemp -d /tmp/shmkv-bench.XXXXXX)"
 pids=()
 driver_pid=
+near_pid=
 cleanup() {
   if [[ -n "$driver_pid" ]]; then
     kill "$driver_pid" 2>/dev/null || true
@@ -90,6 +110,14 @@ cleanup() {
     # Segments of an interrupted run (the driver removes its own otherwise);
     # their names carry the driver's pid.
     rm -f /dev/shm/peers-"$driver_pid"-* 2>/dev/null || true
+  fi
+  if [[ -n "$near_pid" ]]; then
+    # On SIGTERM bench_near kills its redis-server and shmkvd and removes its
+    # segments; if it was killed itself, the kernel sent its children
+    # SIGTERM, and its segments (named with its pid) are removed here.
+    kill "$near_pid" 2>/dev/null || true
+    wait "$near_pid" 2>/dev/null || true
+    rm -f /dev/shm/shmkv-near-bench-"$near_pid"-* 2>/dev/null || true
   fi
   for pid in "${pids[@]}"; do
     kill "$pid" 2>/dev/null || true
@@ -101,6 +129,31 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+
+commit="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+if ! git diff --quiet HEAD -- 2>/dev/null; then
+  commit="$commit+uncommitted"
+fi
+mkdir -p "$out_dir"
+
+# The near cache: after the peers, whose report rewrites latest.md; it
+# replaces its own section there or appends it. Its directory is in $tmp.
+run_near() {
+  local near_args=(--out="$out_dir" --commit="$commit" --dir="$tmp/near")
+  ((smoke)) && near_args+=(--smoke)
+  ((near_only)) && near_args+=("${args[@]}")
+  local t0
+  t0=$(date +%s)
+  "$near" "${near_args[@]}" &
+  near_pid=$!
+  wait "$near_pid"
+  near_pid=
+  echo "bench: near cache done in $(($(date +%s) - t0)) s; results in $out_dir/latest.md"
+}
+if ((near_only)); then
+  run_near
+  exit 0
+fi
 
 # redis: no TCP, no RDB or AOF. The "evict" instance is small and evicts (the
 # set_new_evict workload); the main one holds everything without evicting.
@@ -140,16 +193,10 @@ for sock in redis redis-evict memcached memcached-evict; do
   fi
 done
 
-commit="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
-if ! git diff --quiet HEAD -- 2>/dev/null; then
-  commit="$commit+uncommitted"
-fi
-mkdir -p "$out_dir"
-
 start=$(date +%s)
 "$driver" --redis="$tmp/redis.sock" --redis-evict="$tmp/redis-evict.sock" \
   --memcached="$tmp/memcached.sock" --memcached-evict="$tmp/memcached-evict.sock" \
-  --out="$out_dir" --commit="$commit" "$@" &
+  --out="$out_dir" --commit="$commit" "${args[@]}" &
 driver_pid=$!
 wait "$driver_pid"
 driver_pid=
@@ -160,3 +207,4 @@ else
   echo "bench: gnuplot not found: no charts" >&2
 fi
 echo "bench: done in $(($(date +%s) - start)) s; results in $out_dir/latest.md"
+run_near

@@ -1275,16 +1275,6 @@ int Main(int argc, char** argv) {
 }
 
 }  // namespace
-
-double CalibrateNsPerTick(int ms) {
-  const double c0 = Now();
-  const uint64_t t0 = TicksBegin();
-  SleepS(ms / 1000.0);
-  const double c1 = Now();
-  const uint64_t t1 = TicksEnd();
-  return (c1 - c0) * 1e9 / static_cast<double>(t1 - t0);
-}
-
 }  // namespace peers
 
 int main(int argc, char** argv) {

@@ -10,37 +10,11 @@
 #include <tuple>
 #include <vector>
 
+#include "format.h"
 #include "suite.h"
 
 namespace peers {
 namespace {
-
-std::string Fmt(const char* fmt, double v) {
-  char b[64];
-  std::snprintf(b, sizeof(b), fmt, v);
-  return b;
-}
-
-std::string FmtOps(double v) {
-  if (v <= 0) return "–";
-  if (v >= 1e6) return Fmt("%.2f M", v / 1e6);
-  if (v >= 1e3) return Fmt("%.1f k", v / 1e3);
-  return Fmt("%.0f", v);
-}
-
-std::string FmtNs(double v) {
-  if (v <= 0) return "–";
-  if (v < 1e3) return Fmt("%.0f ns", v);
-  if (v < 1e6) return Fmt("%.1f µs", v / 1e3);
-  return Fmt("%.1f ms", v / 1e6);
-}
-
-std::string FmtRatio(double r) {
-  if (r <= 0) return "";
-  if (r >= 100) return Fmt("×%.0f", r);
-  if (r >= 10) return Fmt("×%.1f", r);
-  return Fmt("×%.2f", r);
-}
 
 using Key = std::tuple<std::string, std::string, int>;  // scenario, workload, procs
 
