@@ -802,17 +802,44 @@ int OpDelete(Ctx& c, std::string_view key, uint64_t expect_cas) {
 
 namespace {
 
-// The write step of incr and throttle: publishes `val` for the key in one
-// step, replacing the entry found by the caller (found: f) with one slot
-// CAS, or inserting it. 1: done; 0: lost a race (read again); < 0: error.
-int PublishValue(Ctx& c, std::string_view key, const KeyHash& h, const Cands& cs, bool found,
-                 const Found& f, std::string_view val, uint32_t user_flags, bool noevict,
-                 uint64_t expiry) {
+// The decimal entry that incr and throttle read, once per attempt.
+struct NumberEntry {
+  Found f;
+  bool found = false;    // an entry of the key, expired or not
+  bool live = false;     // found and not expired
+  bool numeric = false;  // live, and its value is a decimal int64: value
+  int64_t value = 0;
+};
+
+NumberEntry ReadNumber(Ctx& c, std::string_view key, const KeyHash& h, const Cands& cs) {
+  NumberEntry e;
+  char cur[24];
+  e.found = FindLive(c, key, h, cs, cur, 20, &e.f);
+  e.live = e.found && !Expired(e.f.m.expiry, c.now);
+  e.numeric = e.live && e.f.copied && ParseDecimal(cur, e.f.m.vlen, &e.value);
+  return e;
+}
+
+// The write step of incr and throttle: publishes `number` (decimal) for the
+// key in one step, replacing the entry read (e) with one slot CAS, or
+// inserting it; a live entry keeps its user flags and NOEVICT. 1: done;
+// 0: lost a race (read again); < 0: error.
+template <typename Number>
+int PublishNumber(Ctx& c, std::string_view key, const KeyHash& h, const Cands& cs,
+                  const NumberEntry& e, Number number, uint64_t expiry) {
+  char text[24];
+  const auto tr = std::to_chars(text, text + sizeof(text), number);
+  const std::string_view val(text, static_cast<size_t>(tr.ptr - text));
+  const uint32_t user_flags = e.live ? e.f.m.user_flags : 0;
+  const bool noevict = e.live && (e.f.m.flags & kBlockFlagNoEvict);
   NewBlock nb;
   uint64_t cas;
   if (int rc = MakeBlock(c, key, h, val, user_flags, noevict, expiry, &nb, &cas)) return rc;
-  if (found) {
-    if (Replace(c, f, nb.blk, nb.cls, nb.gen, h, noevict, expiry)) return 1;
+  if (e.found) {
+    if (Replace(c, e.f, nb.blk, nb.cls, nb.gen, h, noevict, expiry)) {
+      if (!e.live) c.Stat(kStatExpirations);
+      return 1;
+    }
     Discard(c, nb);
     return 0;
   }
@@ -834,31 +861,18 @@ int OpIncr(Ctx& c, std::string_view key, int64_t delta, int64_t initial, uint64_
   for (int attempt = 0;; ++attempt) {
     if (attempt == kCorruptRetries)
       return Fail(SHMKV_EBADSEG, "bad segment: an entry of this key is not readable (corrupt)");
-    Found f;
-    char cur[24];
-    const bool found = FindLive(c, key, h, cs, cur, 20, &f);
-    const bool live = found && !Expired(f.m.expiry, c.now);
+    const NumberEntry e = ReadNumber(c, key, h, cs);
     int64_t next = initial;
     uint64_t expiry = ttl_ms ? c.now + ttl_ms : 0;
-    uint32_t user_flags = 0;
-    bool noevict = false;
-    if (live) {
-      int64_t v;
-      if (!f.copied || !ParseDecimal(cur, f.m.vlen, &v))
-        return Fail(SHMKV_ENOTNUM, "value is not a decimal 64-bit integer");
-      if (__builtin_add_overflow(v, delta, &next))
+    if (e.live) {
+      if (!e.numeric) return Fail(SHMKV_ENOTNUM, "value is not a decimal 64-bit integer");
+      if (__builtin_add_overflow(e.value, delta, &next))
         return Fail(SHMKV_EOVERFLOW, "incr would overflow a signed 64-bit integer");
-      expiry = f.m.expiry;
-      user_flags = f.m.user_flags;
-      noevict = f.m.flags & kBlockFlagNoEvict;
+      expiry = e.f.m.expiry;
     }
-    char text[24];
-    const auto tr = std::to_chars(text, text + sizeof(text), next);
-    const std::string_view val(text, static_cast<size_t>(tr.ptr - text));
-    const int rc = PublishValue(c, key, h, cs, found, f, val, user_flags, noevict, expiry);
+    const int rc = PublishNumber(c, key, h, cs, e, next, expiry);
     if (rc < 0) return rc;
     if (rc == 0) continue;
-    if (found && !live) c.Stat(kStatExpirations);
     if (result) *result = next;
     return 0;
   }
@@ -878,20 +892,12 @@ int OpThrottle(Ctx& c, std::string_view key, const ThrottleArgs& a, ThrottleResu
   for (int attempt = 0;; ++attempt) {
     if (attempt == kCorruptRetries)
       return Fail(SHMKV_EBADSEG, "bad segment: an entry of this key is not readable (corrupt)");
-    Found f;
-    char cur[24];
-    const bool found = FindLive(c, key, h, cs, cur, 20, &f);
-    const bool live = found && !Expired(f.m.expiry, c.now);
+    const NumberEntry e = ReadNumber(c, key, h, cs);
     uint64_t tat = a.now_ns;
-    uint32_t user_flags = 0;
-    bool noevict = false;
-    if (live) {
-      int64_t v;
-      if (!f.copied || !ParseDecimal(cur, f.m.vlen, &v) || v < 0)
+    if (e.live) {
+      if (!e.numeric || e.value < 0)
         return Fail(SHMKV_ENOTNUM, "value is not a rate limiter state (decimal nanoseconds)");
-      tat = std::max(tat, static_cast<uint64_t>(v));
-      user_flags = f.m.user_flags;
-      noevict = f.m.flags & kBlockFlagNoEvict;
+      tat = std::max(tat, static_cast<uint64_t>(e.value));
     }
     const uint64_t next = tat + a.interval_ns;  // no overflow: both < 2^63 (checked by caller)
     const uint64_t ahead = next - a.now_ns;
@@ -901,15 +907,11 @@ int OpThrottle(Ctx& c, std::string_view key, const ThrottleArgs& a, ThrottleResu
       out->remaining = 0;
       return 0;
     }
-    char text[24];
-    const auto tr = std::to_chars(text, text + sizeof(text), next);
-    const std::string_view val(text, static_cast<size_t>(tr.ptr - text));
     // Expires just after TAT (segment ms = ns / 10^6 + 1; clock.h).
     const uint64_t expiry = next / 1'000'000 + 2;
-    const int rc = PublishValue(c, key, h, cs, found, f, val, user_flags, noevict, expiry);
+    const int rc = PublishNumber(c, key, h, cs, e, next, expiry);
     if (rc < 0) return rc;
     if (rc == 0) continue;
-    if (found && !live) c.Stat(kStatExpirations);
     out->allowed = true;
     out->retry_after_ns = 0;
     out->remaining = (a.tolerance_ns - ahead) / a.interval_ns;
