@@ -73,6 +73,11 @@ class UpstreamTest : public ::testing::Test {
     ASSERT_TRUE(daemon_->Start(args));
     ASSERT_TRUE(WaitForState(SHMKV_UPSTREAM_UP)) << daemon_->Stderr();
   }
+  // StartDaemon(extra), then the generation of that UP in *g0.
+  void StartDaemonUp(std::vector<std::string> extra, uint64_t* g0) {
+    StartDaemon(std::move(extra));
+    ASSERT_EQ(State(g0), static_cast<uint32_t>(SHMKV_UPSTREAM_UP));
+  }
 
   uint32_t State(uint64_t* generation = nullptr) {
     uint32_t state = 0;
@@ -106,6 +111,12 @@ class UpstreamTest : public ::testing::Test {
   }
   bool WaitGone(const std::string& key) {
     return WaitUntil([&] { return !Has(key); }, After(kTimeout));
+  }
+  // The stream invalidates: key put here, then SET in Redis, goes.
+  void ExpectASetInvalidates(const std::string& key) {
+    Put(key);
+    Command(writer(), "SET " + key + " 1");
+    EXPECT_TRUE(WaitGone(key)) << key;
   }
   redisContext* writer() { return writer_.get(); }
 
@@ -188,9 +199,7 @@ TEST_F(UpstreamTest, WritesDeletesExpiryAndFlushallInvalidate) {
 
   // A key too long for the segment is skipped; the stream goes on.
   Command(writer(), "SET t:" + std::string(300, 'k') + " 1");
-  Put("t:after");
-  Command(writer(), "SET t:after 1");
-  EXPECT_TRUE(WaitGone("t:after"));
+  ExpectASetInvalidates("t:after");
 
   Put("t:f1");
   Put("t:f2");
@@ -271,9 +280,7 @@ TEST_F(UpstreamTest, KilledConnectionsGoDownAndResync) {
         After(2s)))
         << "no DOWN within 2 s";
     EXPECT_TRUE(WaitForResync(g0)) << daemon_->Stderr();
-    Put("t:again");
-    Command(writer(), "SET t:again 1");
-    EXPECT_TRUE(WaitGone("t:again"));
+    ExpectASetInvalidates("t:again");
   }
   EXPECT_NE(daemon_->Stderr().find("upstream: stream lost: subscriber connection: "),
             std::string::npos)
@@ -286,9 +293,8 @@ TEST_F(UpstreamTest, KilledConnectionsGoDownAndResync) {
 // A Redis restart is a loss and a reconnect; what was written locally while
 // there was no stream is flushed by the new sync.
 TEST_F(UpstreamTest, RedisRestartGoesDownThenResyncsAndFlushes) {
-  StartDaemon({"--upstream-max-lag", "5s"});
   uint64_t g0 = 0;
-  ASSERT_EQ(State(&g0), static_cast<uint32_t>(SHMKV_UPSTREAM_UP));
+  ASSERT_NO_FATAL_FAILURE(StartDaemonUp({"--upstream-max-lag", "5s"}, &g0));
   redis_.Kill();
   EXPECT_TRUE(WaitForState(SHMKV_UPSTREAM_DOWN, After(2s))) << "no DOWN within 2 s";
   // Redis is gone: the daemon cannot sync before it is back.
@@ -301,18 +307,16 @@ TEST_F(UpstreamTest, RedisRestartGoesDownThenResyncsAndFlushes) {
   EXPECT_TRUE(Has("u:while-down"));
   writer_ = redis_.Connect();
   ASSERT_NE(writer_, nullptr);
-  Put("t:after-restart");
-  Command(writer(), "SET t:after-restart 1");
-  EXPECT_TRUE(WaitGone("t:after-restart"));
+  ExpectASetInvalidates("t:after-restart");
 }
 
 // A Redis that stops answering (SIGSTOP) for longer than max-lag: DOWN
 // (the PING goes unanswered, and the heartbeat goes stale); back UP after
 // SIGCONT.
 TEST_F(UpstreamTest, StoppedRedisGoesDownPastMaxLagAndRecovers) {
-  StartDaemon({"--upstream-max-lag", "300ms", "--upstream-ping", "50ms"});
   uint64_t g0 = 0;
-  ASSERT_EQ(State(&g0), static_cast<uint32_t>(SHMKV_UPSTREAM_UP));
+  ASSERT_NO_FATAL_FAILURE(
+      StartDaemonUp({"--upstream-max-lag", "300ms", "--upstream-ping", "50ms"}, &g0));
   redis_.Signal(SIGSTOP);
   const auto stopped = Clock::now();
   // The daemon publishes DOWN (a new generation); clients see DOWN anyway
@@ -327,17 +331,15 @@ TEST_F(UpstreamTest, StoppedRedisGoesDownPastMaxLagAndRecovers) {
   EXPECT_TRUE(WaitForResync(g0)) << daemon_->Stderr();
   EXPECT_NE(daemon_->Stderr().find("connection within 300ms"), std::string::npos)
       << daemon_->Stderr();
-  Put("t:resumed");
-  Command(writer(), "SET t:resumed 1");
-  EXPECT_TRUE(WaitGone("t:resumed"));
+  ExpectASetInvalidates("t:resumed");
 }
 
 // A daemon killed with SIGKILL publishes nothing more; its heartbeat goes
 // stale, and clients read DOWN once it is older than max-lag.
 TEST_F(UpstreamTest, KilledDaemonGoesStalePastMaxLag) {
-  StartDaemon({"--upstream-max-lag", "300ms", "--upstream-ping", "50ms"});
   uint64_t g0 = 0;
-  ASSERT_EQ(State(&g0), static_cast<uint32_t>(SHMKV_UPSTREAM_UP));
+  ASSERT_NO_FATAL_FAILURE(
+      StartDaemonUp({"--upstream-max-lag", "300ms", "--upstream-ping", "50ms"}, &g0));
   const auto killed = Clock::now();
   daemon_->Signal(SIGKILL);
   ASSERT_TRUE(daemon_->WaitExit(After(kTimeout)).has_value());

@@ -160,9 +160,49 @@ class NearCacheTest : public ::testing::Test {
     ASSERT_TRUE(r != nullptr && r->type == REDIS_REPLY_STATUS);
   }
 
+  // Another process's fetch of key (value in Redis) in flight: the cas of
+  // its placeholder.
+  uint64_t AnotherProcessFetches(std::string_view key, std::string_view value) {
+    RedisSet(key, value);
+    return PutPlaceholder(key, shmkv::WriteMode::kAdd);
+  }
+  // Runs `get` (a Get of a key that holds another process's placeholder) on
+  // a thread; once it polls the placeholder (two reads of the key), runs
+  // `meanwhile` here, then waits for `get` to return.
+  void WhileGetWaits(const std::function<void()>& get, const std::function<void()>& meanwhile) {
+    const uint64_t gets = SegmentGets();
+    std::thread t(get);
+    const bool waiting = WaitFor([&] { return SegmentGets() >= gets + 2; });
+    meanwhile();
+    t.join();
+    ASSERT_TRUE(waiting) << "the Get did not poll the placeholder";
+  }
+
+  // The near caches opened from now on talk to Redis through relay_.
+  void ThroughRelay() {
+    relay_ = std::make_unique<ReplyRelay>(redis_.port());
+    ASSERT_TRUE(relay_->ok());
+    Publish(relay_->url());
+  }
+  // Runs `call` (near cache calls to Redis) on a thread with Redis's replies
+  // held; once a reply is held (Redis has executed the command, the client
+  // has not read the answer), runs `meanwhile` here, then releases the
+  // reply and waits for `call` to return.
+  void WhileAReplyIsHeld(
+      const std::function<void()>& call, const std::function<void()>& meanwhile = [] {}) {
+    relay_->Hold();
+    std::thread t(call);
+    const bool replied = WaitFor([&] { return relay_->held_bytes() > 0; });
+    meanwhile();
+    relay_->Release();
+    t.join();
+    ASSERT_TRUE(replied) << "no reply was held";
+  }
+
   std::string segment_ = UniqueSegment();
   RedisServer redis_;
   std::unique_ptr<Cache> daemon_;
+  std::unique_ptr<ReplyRelay> relay_;  // see ThroughRelay()
 };
 
 TEST_F(NearCacheTest, AMissIsFetchedOnceThenServedLocally) {
@@ -413,8 +453,7 @@ TEST_F(NearCacheTest, KeysAndValuesAreBinary) {
 }
 
 TEST_F(NearCacheTest, APlaceholderOfAnotherProcessMakesGetWaitThenReadRedis) {
-  RedisSet("p", "from-redis");
-  const uint64_t held = PutPlaceholder("p", shmkv::WriteMode::kAdd);
+  const uint64_t held = AnotherProcessFetches("p", "from-redis");
   NearCacheOptions o;
   o.fetch_wait = 150ms;
   Result<NearCache> nc = NearCache::Open(segment_, o);
@@ -434,22 +473,18 @@ TEST_F(NearCacheTest, APlaceholderOfAnotherProcessMakesGetWaitThenReadRedis) {
 }
 
 TEST_F(NearCacheTest, AGetWaitingOnAPlaceholderReturnsTheValueThatReplacesIt) {
-  RedisSet("p", "from-redis");
-  const uint64_t held = PutPlaceholder("p", shmkv::WriteMode::kAdd);
+  const uint64_t held = AnotherProcessFetches("p", "from-redis");
   NearCacheOptions o;
   o.fetch_wait = 10s;
   Result<NearCache> nc = NearCache::Open(segment_, o);
   ASSERT_TRUE(nc) << nc.error().message();
-  const uint64_t gets = SegmentGets();
+  const auto other_fetch_completes = [&] {
+    shmkv::WriteOptions w;
+    w.expect_cas = held;
+    EXPECT_TRUE(daemon_->Store("p", "from-the-other-fetch", w));
+  };
   std::optional<Result<std::string>> v;
-  std::thread t([&] { v.emplace(nc->Get("p")); });
-  // Two reads of the key: Get found the placeholder and polls it.
-  const bool waiting = WaitFor([&] { return SegmentGets() >= gets + 2; });
-  shmkv::WriteOptions w;
-  w.expect_cas = held;
-  EXPECT_TRUE(daemon_->Store("p", "from-the-other-fetch", w));  // its fetch completes
-  t.join();
-  ASSERT_TRUE(waiting);
+  ASSERT_NO_FATAL_FAILURE(WhileGetWaits([&] { v.emplace(nc->Get("p")); }, other_fetch_completes));
   ASSERT_TRUE(*v);
   EXPECT_EQ(**v, "from-the-other-fetch");
   EXPECT_EQ(nc->stats().local_hits, 1u);
@@ -457,19 +492,15 @@ TEST_F(NearCacheTest, AGetWaitingOnAPlaceholderReturnsTheValueThatReplacesIt) {
 }
 
 TEST_F(NearCacheTest, AGetWaitingOnAPlaceholderThatVanishesFetchesItself) {
-  RedisSet("p", "from-redis");
-  const uint64_t held = PutPlaceholder("p", shmkv::WriteMode::kAdd);
+  const uint64_t held = AnotherProcessFetches("p", "from-redis");
   NearCacheOptions o;
   o.fetch_wait = 10s;
   Result<NearCache> nc = NearCache::Open(segment_, o);
   ASSERT_TRUE(nc) << nc.error().message();
-  const uint64_t gets = SegmentGets();
+  const auto other_fetch_found_nothing = [&] { EXPECT_FALSE(daemon_->Delete("p", held)); };
   std::optional<Result<std::string>> v;
-  std::thread t([&] { v.emplace(nc->Get("p")); });
-  const bool waiting = WaitFor([&] { return SegmentGets() >= gets + 2; });
-  EXPECT_FALSE(daemon_->Delete("p", held));  // the other fetch found nothing
-  t.join();
-  ASSERT_TRUE(waiting);
+  ASSERT_NO_FATAL_FAILURE(
+      WhileGetWaits([&] { v.emplace(nc->Get("p")); }, other_fetch_found_nothing));
   ASSERT_TRUE(*v);
   EXPECT_EQ(**v, "from-redis");
   std::optional<Entry> e = Local("p");
@@ -484,34 +515,25 @@ TEST_F(NearCacheTest, AGetWaitingOnAPlaceholderThatVanishesFetchesItself) {
 // only then. Its CAS must fail: the old value is returned (the read
 // happened before the write) but not kept.
 TEST_F(NearCacheTest, AnInvalidationBetweenTheReplyAndTheCasLeavesNothingCached) {
-  ReplyRelay relay(redis_.port());
-  ASSERT_TRUE(relay.ok());
-  Publish(relay.url());
+  ASSERT_NO_FATAL_FAILURE(ThroughRelay());
   Result<NearCache> nc = NearCache::Open(segment_);
   ASSERT_TRUE(nc) << nc.error().message();
 
   // Held and released with nothing in between, the reply is kept.
   RedisSet("control", "v");
-  relay.Hold();
   std::optional<Result<std::string>> v;
-  std::thread control([&] { v.emplace(nc->Get("control")); });
-  const bool answered = WaitFor([&] { return relay.held_bytes() > 0; });
-  relay.Release();
-  control.join();
-  ASSERT_TRUE(answered);
+  ASSERT_NO_FATAL_FAILURE(WhileAReplyIsHeld([&] { v.emplace(nc->Get("control")); }));
   ASSERT_TRUE(*v);
   EXPECT_EQ(LocalValue("control"), "v");
 
   RedisSet("k", "old");
-  relay.Hold();
-  std::thread race([&] { v.emplace(nc->Get("k")); });
-  const bool replied = WaitFor([&] { return relay.held_bytes() > 0; });
-  std::optional<Entry> placeholder = Local("k");
-  RedisSet("k", "new");                // another host's write
-  EXPECT_FALSE(daemon_->Delete("k"));  // and its invalidation
-  relay.Release();
-  race.join();
-  ASSERT_TRUE(replied);
+  std::optional<Entry> placeholder;
+  const auto another_hosts_write = [&] {
+    placeholder = Local("k");
+    RedisSet("k", "new");                // another host's write
+    EXPECT_FALSE(daemon_->Delete("k"));  // and its invalidation
+  };
+  ASSERT_NO_FATAL_FAILURE(WhileAReplyIsHeld([&] { v.emplace(nc->Get("k")); }, another_hosts_write));
   ASSERT_TRUE(placeholder);
   EXPECT_EQ(placeholder->info.user_flags, SHMKV_UPSTREAM_PLACEHOLDER);
   ASSERT_TRUE(*v) << nc->last_error();
@@ -522,14 +544,9 @@ TEST_F(NearCacheTest, AnInvalidationBetweenTheReplyAndTheCasLeavesNothingCached)
   EXPECT_EQ(LocalValue("k"), "new");
 
   // The same for a Set: its placeholder deleted while Redis's OK is held.
-  relay.Hold();
   std::error_code set_result;
-  std::thread set([&] { set_result = nc->Set("w", "mine"); });
-  const bool set_replied = WaitFor([&] { return relay.held_bytes() > 0; });
-  EXPECT_FALSE(daemon_->Delete("w"));
-  relay.Release();
-  set.join();
-  ASSERT_TRUE(set_replied);
+  ASSERT_NO_FATAL_FAILURE(WhileAReplyIsHeld([&] { set_result = nc->Set("w", "mine"); },
+                                            [&] { EXPECT_FALSE(daemon_->Delete("w")); }));
   EXPECT_FALSE(set_result);
   EXPECT_EQ(RedisValue("w"), "mine");
   EXPECT_FALSE(Local("w"));
@@ -541,19 +558,13 @@ TEST_F(NearCacheTest, AnInvalidationBetweenTheReplyAndTheCasLeavesNothingCached)
 // first write last, so the first, finding its placeholder replaced, drops
 // whatever is at the key rather than leave the second's (maybe older) copy.
 TEST_F(NearCacheTest, ASetWhosePlaceholderWasReplacedDropsTheKey) {
-  ReplyRelay relay(redis_.port());
-  ASSERT_TRUE(relay.ok());
-  Publish(relay.url());
+  ASSERT_NO_FATAL_FAILURE(ThroughRelay());
   Result<NearCache> nc = NearCache::Open(segment_);
   ASSERT_TRUE(nc) << nc.error().message();
-  relay.Hold();
+  const auto other_sets_placeholder = [&] { PutPlaceholder("w", shmkv::WriteMode::kSet); };
   std::error_code set_result;
-  std::thread set([&] { set_result = nc->Set("w", "first"); });
-  const bool replied = WaitFor([&] { return relay.held_bytes() > 0; });
-  PutPlaceholder("w", shmkv::WriteMode::kSet);  // the other Set's
-  relay.Release();
-  set.join();
-  ASSERT_TRUE(replied);
+  ASSERT_NO_FATAL_FAILURE(
+      WhileAReplyIsHeld([&] { set_result = nc->Set("w", "first"); }, other_sets_placeholder));
   EXPECT_FALSE(set_result);
   EXPECT_FALSE(Local("w"));
   EXPECT_EQ(nc->stats().not_cached, 1u);
@@ -563,34 +574,24 @@ TEST_F(NearCacheTest, ASetWhosePlaceholderWasReplacedDropsTheKey) {
 // and the CAS: invalidations may have been missed, so the copy made
 // meanwhile is deleted again.
 TEST_F(NearCacheTest, AGenerationChangeBetweenPlaceholderAndCasDropsTheCopy) {
-  ReplyRelay relay(redis_.port());
-  ASSERT_TRUE(relay.ok());
-  Publish(relay.url());
+  ASSERT_NO_FATAL_FAILURE(ThroughRelay());
   Result<NearCache> nc = NearCache::Open(segment_);
   ASSERT_TRUE(nc) << nc.error().message();
   RedisSet("g", "v");
+  const auto new_generation = [&] {
+    ASSERT_EQ(shmkv_upstream_set_state(kv(), SHMKV_UPSTREAM_UP), 0);
+  };
 
-  relay.Hold();
   std::optional<Result<std::string>> v;
-  std::thread get([&] { v.emplace(nc->Get("g")); });
-  const bool replied = WaitFor([&] { return relay.held_bytes() > 0; });
-  ASSERT_EQ(shmkv_upstream_set_state(kv(), SHMKV_UPSTREAM_UP), 0);  // a new generation
-  relay.Release();
-  get.join();
-  ASSERT_TRUE(replied);
+  ASSERT_NO_FATAL_FAILURE(WhileAReplyIsHeld([&] { v.emplace(nc->Get("g")); }, new_generation));
   ASSERT_TRUE(*v) << nc->last_error();
   EXPECT_EQ(**v, "v");
   EXPECT_FALSE(Local("g"));
   EXPECT_EQ(nc->stats().not_cached, 1u);
 
-  relay.Hold();
   std::error_code set_result;
-  std::thread set([&] { set_result = nc->Set("g2", "x"); });
-  const bool set_replied = WaitFor([&] { return relay.held_bytes() > 0; });
-  ASSERT_EQ(shmkv_upstream_set_state(kv(), SHMKV_UPSTREAM_UP), 0);
-  relay.Release();
-  set.join();
-  ASSERT_TRUE(set_replied);
+  ASSERT_NO_FATAL_FAILURE(
+      WhileAReplyIsHeld([&] { set_result = nc->Set("g2", "x"); }, new_generation));
   EXPECT_FALSE(set_result);
   EXPECT_EQ(RedisValue("g2"), "x");
   EXPECT_FALSE(Local("g2"));
@@ -602,15 +603,13 @@ TEST_F(NearCacheTest, AGenerationChangeBetweenPlaceholderAndCasDropsTheCopy) {
 }
 
 TEST_F(NearCacheTest, ATimeoutIsAnErrorThatLeavesNoPlaceholder) {
-  ReplyRelay relay(redis_.port());
-  ASSERT_TRUE(relay.ok());
-  Publish(relay.url());
+  ASSERT_NO_FATAL_FAILURE(ThroughRelay());
   NearCacheOptions o;
   o.io_timeout = 300ms;
   Result<NearCache> nc = NearCache::Open(segment_, o);
   ASSERT_TRUE(nc) << nc.error().message();
   RedisSet("k", "v");
-  relay.Hold();
+  relay_->Hold();
   Result<std::string> v = nc->Get("k");
   EXPECT_EQ(v.error(), std::errc::timed_out);
   EXPECT_NE(nc->last_error().find("no reply"), std::string::npos) << nc->last_error();
@@ -618,7 +617,7 @@ TEST_F(NearCacheTest, ATimeoutIsAnErrorThatLeavesNoPlaceholder) {
   EXPECT_EQ(nc->Set("k2", "x"), std::errc::timed_out);
   EXPECT_FALSE(Local("k2"));
   EXPECT_EQ(nc->stats().redis_errors, 2u);
-  relay.Release();
+  relay_->Release();
   v = nc->Get("k");  // on a new connection
   ASSERT_TRUE(v) << nc->last_error();
   EXPECT_EQ(*v, "v");

@@ -452,6 +452,24 @@ class TwoHostsTest : public ::testing::Test {
   bool CachedOn(Host& h, const std::string& key, const std::string& value) {
     return WaitFor([&] { return ServedLocally(h, key, value); });
   }
+  // Waits until the host's daemon has applied the invalidation of every
+  // write acknowledged before this call: its heartbeat (the send time of a
+  // PING answered behind those invalidations) is newer than the call. A
+  // copy cached after that cannot be dropped by an invalidation of an
+  // earlier write arriving late.
+  bool CaughtUp(Host& h) {
+    const auto start = std::chrono::steady_clock::now();
+    return WaitFor([&] {
+      shmkv_upstream_t u;
+      u.struct_size = sizeof(u);
+      if (shmkv_upstream_get(h.cache->c_handle(), &u) != 0) return false;
+      const auto elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(
+                               std::chrono::steady_clock::now() - start)
+                               .count();
+      return u.heartbeat_age_ms != UINT64_MAX &&
+             u.heartbeat_age_ms + 1 < static_cast<uint64_t>(elapsed);
+    });
+  }
   // A command of a plain Redis client (not a near cache).
   upstream::RedisReplyPtr Plain(const std::vector<std::string_view>& args) {
     upstream::RedisReplyPtr r = redis_.Command(args);
@@ -750,6 +768,9 @@ TEST_F(TwoHostsTest, ARedisRestartFlushesBothHostsWhichThenServeItsNewData) {
   constexpr int kKeys = 10;
   auto key = [](int j) { return "k:d:" + std::to_string(j); };
   for (int j = 0; j < kKeys; ++j) ASSERT_FALSE(a_.nc->Set(key(j), "before"));
+  // The invalidations of those Sets reach both hosts (A's own included)
+  // before the copies below are cached, so that only the flush can drop them.
+  for (Host* h : {&a_, &b_}) ASSERT_TRUE(CaughtUp(*h)) << h->name;
   for (Host* h : {&a_, &b_}) {
     for (int j = 0; j < kKeys; ++j) ASSERT_TRUE(CachedOn(*h, key(j), "before")) << h->name;
   }
