@@ -30,17 +30,17 @@
 #include <unistd.h>
 
 #include <cstdio>
-#include <cstring>
 #include <iostream>
 #include <map>
 #include <memory>
-#include <random>
 #include <stdexcept>
 #include <string>
 #include <string_view>
 #include <unordered_map>
 #include <vector>
 
+#include "flags.h"
+#include "flat_data.h"
 #include "shmkv/cache.h"
 
 namespace {
@@ -55,17 +55,13 @@ constexpr size_t kFresh = size_t{1} << 20;  // keys for set_new, cycled
 class Data {
  public:
   Data()
-      : keys_(Fill("key:%012zu", kKeyLen, kKeys)),
-        miss_keys_(Fill("miss:%011zu", kKeyLen, kKeys)),
-        counter_keys_(Fill("ctr:%012zu", kKeyLen, kKeys)),
-        fresh_keys_(Fill("new:%012zu", kKeyLen, kFresh)),
-        values_(Values('a')),
-        other_values_(Values('A')),
-        order_(kOrder) {
-    std::mt19937_64 rng(42);
-    std::uniform_int_distribution<uint32_t> pick(0, kKeys - 1);
-    for (uint32_t& i : order_) i = pick(rng);
-  }
+      : keys_(bench::FlatKeys("key:%012zu", kKeyLen, kKeys)),
+        miss_keys_(bench::FlatKeys("miss:%011zu", kKeyLen, kKeys)),
+        counter_keys_(bench::FlatKeys("ctr:%012zu", kKeyLen, kKeys)),
+        fresh_keys_(bench::FlatKeys("new:%012zu", kKeyLen, kFresh)),
+        values_(bench::FlatValues('a', kValueLen, kKeys)),
+        other_values_(bench::FlatValues('A', kValueLen, kKeys)),
+        order_(bench::UniformOrder(kKeys, kOrder)) {}
 
   std::string_view key(size_t i) const { return {&keys_[i * kKeyLen], kKeyLen}; }
   std::string_view miss_key(size_t i) const { return {&miss_keys_[i * kKeyLen], kKeyLen}; }
@@ -79,22 +75,6 @@ class Data {
   size_t at(size_t i) const { return order_[i & (kOrder - 1)]; }
 
  private:
-  static std::vector<char> Fill(const char* fmt, size_t len, size_t n) {
-    std::vector<char> out(n * len + 1);
-    for (size_t i = 0; i < n; ++i) std::snprintf(&out[i * len], len + 1, fmt, i);
-    return out;
-  }
-  static std::vector<char> Values(char fill) {
-    std::vector<char> out(kKeys * kValueLen + 1);
-    for (size_t i = 0; i < kKeys; ++i) {
-      char* v = &out[i * kValueLen];
-      std::memset(v, fill + static_cast<char>(i % 26), kValueLen);
-      std::snprintf(v, 17, "value:%010zu", i);
-      v[16] = '|';
-    }
-    return out;
-  }
-
   std::vector<char> keys_, miss_keys_, counter_keys_, fresh_keys_, values_, other_values_;
   std::vector<uint32_t> order_;
 };
@@ -441,11 +421,4 @@ int Main(int argc, char** argv) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  try {
-    return Main(argc, argv);
-  } catch (const std::exception& e) {
-    std::cerr << "bench_core: " << e.what() << "\n";
-    return 1;
-  }
-}
+int main(int argc, char** argv) { return bench::RunMain("bench_core", Main, argc, argv); }

@@ -50,29 +50,21 @@
 // segments are removed at exit, on SIGINT, SIGTERM and SIGHUP, and the
 // children get SIGTERM if this process dies (PR_SET_PDEATHSIG).
 #include <benchmark/benchmark.h>
-#include <fcntl.h>
 #include <hiredis/hiredis.h>
-#include <netinet/in.h>
 #include <signal.h>
-#include <sys/prctl.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 #include <x86intrin.h>
 
 #include <algorithm>
 #include <atomic>
 #include <chrono>
-#include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <ctime>
 #include <fstream>
 #include <iostream>
 #include <map>
 #include <memory>
-#include <random>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -80,8 +72,12 @@
 #include <thread>
 #include <vector>
 
+#include "flags.h"
+#include "flat_data.h"
 #include "format.h"
 #include "measure.h"
+#include "process.h"
+#include "results.h"
 #include "shmkv/near_cache.h"
 #include "shmkv/shmkv.h"
 
@@ -118,119 +114,7 @@ double TicksToNs(uint64_t ticks) { return static_cast<double>(ticks) * g_ns_per_
 
 [[noreturn]] void Fail(const std::string& what) { throw std::runtime_error(what); }
 
-// ------------------------------------------------------------- cleanup
-
-// What the signal handler must kill and remove: plain arrays, filled as
-// each child starts and before each file exists, used with
-// async-signal-safe calls only.
-struct Leftovers {
-  static constexpr int kMax = 16;
-  volatile sig_atomic_t npids = 0;
-  pid_t pids[kMax] = {};
-  volatile sig_atomic_t npaths = 0;
-  char paths[kMax][256] = {};  // files and segments (/dev/shm/NAME)
-  char dir[256] = {};          // removed last
-};
-Leftovers g_left;
-
-void AddPath(const std::string& path) {
-  if (g_left.npaths >= Leftovers::kMax || path.size() >= sizeof(g_left.paths[0])) return;
-  std::memcpy(g_left.paths[g_left.npaths], path.c_str(), path.size() + 1);
-  g_left.npaths = g_left.npaths + 1;
-}
-
-void AddPid(pid_t pid) {
-  if (g_left.npids >= Leftovers::kMax) return;
-  g_left.pids[g_left.npids] = pid;
-  g_left.npids = g_left.npids + 1;
-}
-
-extern "C" void OnSignal(int sig) {
-  for (int i = 0; i < g_left.npids; ++i) kill(g_left.pids[i], SIGKILL);
-  for (int i = 0; i < g_left.npids; ++i) waitpid(g_left.pids[i], nullptr, 0);
-  for (int i = 0; i < g_left.npaths; ++i) unlink(g_left.paths[i]);
-  if (g_left.dir[0] != '\0') rmdir(g_left.dir);
-  signal(sig, SIG_DFL);
-  raise(sig);
-}
-
-// ------------------------------------------------------------- processes
-
-// Starts args[0] (found in PATH) with stdout and stderr into log.
-pid_t Spawn(const std::vector<std::string>& args, const std::string& log) {
-  std::vector<char*> argv;
-  for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-  argv.push_back(nullptr);
-  const pid_t parent = getpid();
-  const pid_t pid = fork();
-  if (pid < 0) Fail("fork: " + std::string(std::strerror(errno)));
-  if (pid == 0) {
-    prctl(PR_SET_PDEATHSIG, SIGTERM);
-    if (getppid() != parent) _exit(1);
-    signal(SIGPIPE, SIG_DFL);
-    const int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-    const int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    if (fd >= 0) {
-      dup2(fd, STDOUT_FILENO);
-      dup2(fd, STDERR_FILENO);
-    }
-    if (null >= 0) dup2(null, STDIN_FILENO);
-    execvp(argv[0], argv.data());
-    dprintf(STDERR_FILENO, "cannot run %s: %s\n", argv[0], std::strerror(errno));
-    _exit(127);
-  }
-  AddPid(pid);
-  return pid;
-}
-
-bool Exited(pid_t pid) { return waitpid(pid, nullptr, WNOHANG) == pid; }
-
-// SIGTERM, then SIGKILL if it has not exited within grace.
-void Stop(pid_t pid, std::chrono::milliseconds grace) {
-  if (pid <= 0) return;
-  kill(pid, SIGTERM);
-  const auto deadline = std::chrono::steady_clock::now() + grace;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (Exited(pid)) return;
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  kill(pid, SIGKILL);
-  waitpid(pid, nullptr, 0);
-}
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream f(path);
-  std::stringstream s;
-  s << f.rdbuf();
-  return s.str();
-}
-
-// A port the kernel had free a moment ago (bound to 0, then released).
-int FreePort() {
-  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return 0;
-  sockaddr_in sa = {};
-  sa.sin_family = AF_INET;
-  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof sa;
-  int port = 0;
-  if (bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0 &&
-      getsockname(fd, reinterpret_cast<sockaddr*>(&sa), &len) == 0) {
-    port = ntohs(sa.sin_port);
-  }
-  close(fd);
-  return port;
-}
-
-template <typename Pred>
-bool WaitFor(Pred pred, std::chrono::milliseconds timeout) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  for (;;) {
-    if (pred()) return true;
-    if (std::chrono::steady_clock::now() >= deadline) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-}
+// ------------------------------------------------------------- redis
 
 struct RedisFree {
   void operator()(redisContext* c) const { redisFree(c); }
@@ -268,16 +152,12 @@ class Data {
   Data(size_t keys, size_t writes)
       : n_(keys),
         writes_(writes),
-        keys_(Fill("b:%014zu", keys)),
-        inv_keys_(Fill("b:i:%012zu", writes)),
-        values_(Values('a', keys)),
-        inv_old_(Values('o', writes)),
-        inv_new_(Values('N', writes)),
-        order_(kOrder) {
-    std::mt19937_64 rng(42);
-    std::uniform_int_distribution<uint32_t> pick(0, static_cast<uint32_t>(keys - 1));
-    for (uint32_t& i : order_) i = pick(rng);
-  }
+        keys_(bench::FlatKeys("b:%014zu", kKeyLen, keys)),
+        inv_keys_(bench::FlatKeys("b:i:%012zu", kKeyLen, writes)),
+        values_(bench::FlatValues('a', kValueLen, keys)),
+        inv_old_(bench::FlatValues('o', kValueLen, writes)),
+        inv_new_(bench::FlatValues('N', kValueLen, writes)),
+        order_(bench::UniformOrder(keys, kOrder)) {}
 
   size_t size() const { return n_; }
   size_t writes() const { return writes_; }
@@ -291,22 +171,6 @@ class Data {
   size_t at(size_t i) const { return order_[i & (kOrder - 1)]; }
 
  private:
-  static std::vector<char> Fill(const char* fmt, size_t n) {
-    std::vector<char> out(n * kKeyLen + 1);
-    for (size_t i = 0; i < n; ++i) std::snprintf(&out[i * kKeyLen], kKeyLen + 1, fmt, i);
-    return out;
-  }
-  static std::vector<char> Values(char fill, size_t n) {
-    std::vector<char> out(n * kValueLen + 1);
-    for (size_t i = 0; i < n; ++i) {
-      char* v = &out[i * kValueLen];
-      std::memset(v, fill + static_cast<char>(i % 26), kValueLen);
-      std::snprintf(v, 17, "value:%010zu", i);
-      v[16] = '|';
-    }
-    return out;
-  }
-
   size_t n_, writes_;
   std::vector<char> keys_, inv_keys_, values_, inv_old_, inv_new_;
   std::vector<uint32_t> order_;
@@ -367,10 +231,10 @@ class Env {
         Fail("mkdir " + opt_.dir + ": " + std::strerror(errno));
       dir_ = opt_.dir;
     }
-    std::snprintf(g_left.dir, sizeof(g_left.dir), "%s", dir_.c_str());
+    bench::RememberDir(dir_);
     sock_ = dir_ + "/redis.sock";
-    AddPath(sock_);
-    AddPath(dir_ + "/redis.log");
+    bench::RememberPath(sock_);
+    bench::RememberPath(dir_ + "/redis.log");
     StartRedis();
     hosts.push_back(StartHost("tcp", "redis://127.0.0.1:" + std::to_string(port_)));
     hosts.push_back(StartHost("unix", "unix://" + sock_));
@@ -402,13 +266,9 @@ class Env {
 
   void Teardown() {
     for (auto& h : started_) Close(h.get());
-    Stop(redis_pid_, std::chrono::seconds(3));
+    bench::Stop(redis_pid_, 3);
     redis_pid_ = -1;
-    for (int i = 0; i < g_left.npaths; ++i) unlink(g_left.paths[i]);
-    if (!dir_.empty()) rmdir(dir_.c_str());
-    g_left.npids = 0;
-    g_left.npaths = 0;
-    g_left.dir[0] = '\0';
+    bench::RemoveRemembered();
     dir_.clear();
   }
 
@@ -418,21 +278,23 @@ class Env {
 
  private:
   void StartRedis() {
-    port_ = FreePort();
+    port_ = bench::FreePort();
     if (port_ == 0) Fail("no free TCP port");
-    redis_pid_ =
-        Spawn({opt_.redis_server, "--port", std::to_string(port_), "--bind", "127.0.0.1",
-               "--unixsocket", sock_, "--unixsocketperm", "700", "--save", "", "--appendonly", "no",
-               "--dir", dir_, "--daemonize", "no", "--loglevel", "warning"},
-              dir_ + "/redis.log");
-    const bool up = WaitFor(
+    redis_pid_ = bench::Spawn(
+        {opt_.redis_server, "--port", std::to_string(port_), "--bind", "127.0.0.1", "--unixsocket",
+         sock_, "--unixsocketperm", "700", "--save", "", "--appendonly", "no", "--dir", dir_,
+         "--daemonize", "no", "--loglevel", "warning"},
+        dir_ + "/redis.log");
+    const bool up = bench::WaitFor(
         [&] {
-          if (Exited(redis_pid_)) Fail("redis-server exited:\n" + ReadFile(dir_ + "/redis.log"));
+          if (bench::Exited(redis_pid_)) {
+            Fail("redis-server exited:\n" + bench::ReadFile(dir_ + "/redis.log"));
+          }
           Redis t = ConnectTcp(port_), u = ConnectUnix(sock_);
           return t && u && Ping(t.get()) && Ping(u.get());
         },
-        std::chrono::seconds(10));
-    if (!up) Fail("redis-server did not answer:\n" + ReadFile(dir_ + "/redis.log"));
+        10, 0.01);
+    if (!up) Fail("redis-server did not answer:\n" + bench::ReadFile(dir_ + "/redis.log"));
   }
 
   Host* StartHost(const std::string& name, const std::string& url) {
@@ -441,16 +303,16 @@ class Env {
     h->url = url;
     h->segment = kSegmentStem + std::to_string(getpid()) + "-" + name;
     h->log = dir_ + "/shmkvd-" + name + ".log";
-    AddPath("/dev/shm/" + h->segment);
-    AddPath(h->log);
-    h->shmkvd = Spawn({opt_.shmkvd, "--segment", h->segment, "--create", "--memory", "64M",
-                       "--upstream", url, "--prefix", kPrefix},
-                      h->log);
-    const bool up = WaitFor(
+    bench::RememberPath("/dev/shm/" + h->segment);
+    bench::RememberPath(h->log);
+    h->shmkvd = bench::Spawn({opt_.shmkvd, "--segment", h->segment, "--create", "--memory", "64M",
+                              "--upstream", url, "--prefix", kPrefix},
+                             h->log);
+    const bool up = bench::WaitFor(
         [&] {
-          if (Exited(h->shmkvd)) {
+          if (bench::Exited(h->shmkvd)) {
             h->shmkvd = -1;  // reaped
-            Fail("shmkvd (" + name + ") exited:\n" + ReadFile(h->log));
+            Fail("shmkvd (" + name + ") exited:\n" + bench::ReadFile(h->log));
           }
           if (h->raw == nullptr && shmkv_open(h->segment.c_str(), nullptr, &h->raw) != 0) {
             h->raw = nullptr;
@@ -461,8 +323,8 @@ class Env {
           return shmkv_upstream_state(h->raw, &state, &generation) == 0 &&
                  state == SHMKV_UPSTREAM_UP;
         },
-        std::chrono::seconds(10));
-    if (!up) Fail("shmkvd (" + name + ") did not publish UP:\n" + ReadFile(h->log));
+        10, 0.01);
+    if (!up) Fail("shmkvd (" + name + ") did not publish UP:\n" + bench::ReadFile(h->log));
     shmkv::NearCacheOptions o;
     // Every copy stays for the whole run (the default caps it at 60 s).
     o.max_local_ttl = std::chrono::hours(1);
@@ -475,7 +337,7 @@ class Env {
 
   void Close(Host* h) {
     h->nc.reset();
-    Stop(h->shmkvd, std::chrono::seconds(3));
+    bench::Stop(h->shmkvd, 3);
     h->shmkvd = -1;
     if (h->raw != nullptr) shmkv_close(h->raw);
     h->raw = nullptr;
@@ -493,9 +355,7 @@ Env* env = nullptr;
 
 // ------------------------------------------------------------- GET workloads
 
-struct Sample {
-  double ops_per_s = 0;
-  double p50 = 0, p99 = 0, p999 = 0, max_ns = 0;  // per op, ns
+struct Sample : peers::Stats {
   uint64_t ops = 0;
   uint64_t unexpected = 0;  // a hit that was not local, a miss not fetched, a wrong value
 };
@@ -521,11 +381,8 @@ class Timer {
               int round, uint64_t unexpected) {
     Sample s;
     s.ops = ops_;
-    s.ops_per_s = ticks_ > 0 ? static_cast<double>(ops_) * 1e9 / TicksToNs(ticks_) : 0;
-    s.p50 = hist_->PercentileNs(50);
-    s.p99 = hist_->PercentileNs(99);
-    s.p999 = hist_->PercentileNs(99.9);
-    s.max_ns = hist_->MaxNs();
+    s.ops_per_s = peers::OpsPerS(ops_, ticks_, g_ns_per_tick);
+    s.SetLatencies(*hist_);
     s.unexpected = unexpected;
     auto& v = g_samples[{transport, workload}];
     if (v.size() <= static_cast<size_t>(round)) v.resize(round + 1);
@@ -841,32 +698,17 @@ void Invalidation(benchmark::State& state, Host* h) {
 
 // ------------------------------------------------------------- report
 
-double Median(std::vector<double> v) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  const size_t n = v.size();
-  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
 // The median over the rounds that ran.
 Sample MedianSample(const std::vector<Sample>& rounds) {
-  std::vector<double> ops, p50, p99, p999, mx;
+  std::vector<peers::Stats> ran;
   Sample m;
   for (const Sample& s : rounds) {
     if (s.ops == 0) continue;
-    ops.push_back(s.ops_per_s);
-    p50.push_back(s.p50);
-    p99.push_back(s.p99);
-    p999.push_back(s.p999);
-    mx.push_back(s.max_ns);
+    ran.push_back(s);
     m.ops += s.ops;
     m.unexpected += s.unexpected;
   }
-  m.ops_per_s = Median(ops);
-  m.p50 = Median(p50);
-  m.p99 = Median(p99);
-  m.p999 = Median(p999);
-  m.max_ns = Median(mx);
+  static_cast<peers::Stats&>(m) = peers::Medians(ran);
   return m;
 }
 
@@ -892,9 +734,8 @@ std::string Report(const Options& opt, const std::string& date, const std::strin
                           "Redis GET, 1 client", "Redis GET, pipelined 16",
                           "NearCache::Get, miss (fetch from Redis)"};
   out << "## Near cache (shmkvd --upstream in front of Redis 7)\n\n"
-      << "- date: " << date << "; commit: " << opt.commit << "; run: "
-      << (opt.smoke ? "smoke (`scripts/bench.sh --smoke`)" : "full (`scripts/bench.sh`)") << ", "
-      << opt.rounds << " round(s) of " << peers::Fmt("%.0f", opt.min_time_s * 1000)
+      << "- date: " << date << "; commit: " << opt.commit << "; run: " << bench::RunLabel(opt.smoke)
+      << ", " << opt.rounds << " round(s) of " << peers::Fmt("%.0f", opt.min_time_s * 1000)
       << " ms per workload, " << peers::Fmt("%.0f", total_s) << " s in all\n"
       << "- load average (1, 5, 15 min): " << load_start << " at the start, " << LoadAverage()
       << " at the end, on " << std::thread::hardware_concurrency() << " cores\n"
@@ -920,10 +761,7 @@ std::string Report(const Options& opt, const std::string& date, const std::strin
       const Sample s = MedianSample(it->second);
       out << "| " << t << " | " << labels[w] << " | " << FmtOps(s.ops_per_s) << " | "
           << FmtNs(s.p50) << " | " << FmtNs(s.p99) << " | " << FmtNs(s.p999) << " | "
-          << (w == 0 || hit.ops_per_s <= 0 || s.ops_per_s <= 0
-                  ? ""
-                  : FmtRatio(hit.ops_per_s / s.ops_per_s))
-          << " |\n";
+          << (w == 0 ? "" : FmtRatio(peers::Ratio(hit.ops_per_s, s.ops_per_s))) << " |\n";
       if (s.unexpected > 0) {
         checks.push_back(std::string(t) + " " + kWorkloads[w] + ": " +
                          std::to_string(s.unexpected) + " of " + std::to_string(s.ops) +
@@ -941,8 +779,9 @@ std::string Report(const Options& opt, const std::string& date, const std::strin
     between = "; ";
     const char* sep = " ";
     for (size_t i = 0; i < std::min(h->second.size(), r->second.size()); ++i) {
-      if (h->second[i].ops_per_s <= 0 || r->second[i].ops_per_s <= 0) continue;
-      out << sep << FmtRatio(h->second[i].ops_per_s / r->second[i].ops_per_s);
+      const double q = peers::Ratio(h->second[i].ops_per_s, r->second[i].ops_per_s);
+      if (q <= 0) continue;
+      out << sep << FmtRatio(q);
       sep = ", ";
     }
   }
@@ -996,85 +835,29 @@ std::string Report(const Options& opt, const std::string& date, const std::strin
   return out.str();
 }
 
-// Replaces the "## Near cache" section of dir/latest.md (up to the next
-// "## " heading), or appends it; the rest of the file is kept.
-void WriteSection(const std::string& dir, const std::string& section) {
-  const std::string path = dir + "/latest.md";
-  std::string md = ReadFile(path);
-  const std::string head = "## Near cache";
-  size_t begin = md.rfind("\n" + head);
-  if (md.compare(0, head.size(), head) == 0) begin = 0;
-  if (begin != std::string::npos) {
-    if (begin > 0) ++begin;
-    size_t end = md.find("\n## ", begin + 1);
-    end = end == std::string::npos ? md.size() : end + 1;
-    md.replace(begin, end - begin, section);
-  } else {
-    if (!md.empty() && md.back() != '\n') md += '\n';
-    if (!md.empty() && md.compare(md.size() - 2, 2, "\n\n") != 0) md += '\n';
-    md += section;
-  }
-  while (md.size() >= 2 && md.compare(md.size() - 2, 2, "\n\n") == 0) md.pop_back();
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream f(tmp);
-    f << md;
-    if (!f) Fail("cannot write " + tmp);
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) Fail("cannot rename " + tmp + " to " + path);
-}
-
 // ------------------------------------------------------------- main
 
 // Takes this program's flags out of argv; the rest is Google Benchmark's.
 bool ParseArgs(int* argc, char** argv, Options* o) {
-  bool rounds = false, min_time = false, keys = false, writes = false;
-  int out = 1;
-  for (int i = 1; i < *argc; ++i) {
-    const std::string a = argv[i];
-    const size_t eq = a.find('=');
-    const std::string key = a.substr(0, eq);
-    const std::string val = eq == std::string::npos ? "" : a.substr(eq + 1);
-    try {
-      if (key == "--smoke") {
-        o->smoke = true;
-      } else if (key == "--out") {
-        o->out_dir = val;
-      } else if (key == "--commit") {
-        o->commit = val;
-      } else if (key == "--dir") {
-        o->dir = val;
-      } else if (key == "--keys") {
-        o->keys = std::stoull(val);
-        keys = true;
-      } else if (key == "--rounds") {
-        o->rounds = std::stoi(val);
-        rounds = true;
-      } else if (key == "--min-time") {
-        o->min_time_s = std::stod(val);
-        min_time = true;
-      } else if (key == "--writes") {
-        o->writes = std::stoull(val);
-        writes = true;
-      } else if (key == "--redis-server") {
-        o->redis_server = val;
-      } else if (key == "--shmkvd") {
-        o->shmkvd = val;
-      } else {
-        argv[out++] = argv[i];
-      }
-    } catch (const std::exception&) {
-      std::cerr << "bench_near: bad value in " << a << "\n";
-      return false;
-    }
+  if (bench::Flags::Has(*argc, argv, "--smoke")) {
+    o->keys = 10'000;
+    o->rounds = 1;
+    o->min_time_s = 0.05;
+    o->writes = 200;
   }
-  *argc = out;
-  if (o->smoke) {
-    if (!keys) o->keys = 10'000;
-    if (!rounds) o->rounds = 1;
-    if (!min_time) o->min_time_s = 0.05;
-    if (!writes) o->writes = 200;
-  }
+  const bool parsed = bench::Flags("bench_near")
+                          .Switch("--smoke", &o->smoke)
+                          .Text("--out", &o->out_dir)
+                          .Text("--commit", &o->commit)
+                          .Text("--dir", &o->dir)
+                          .Count("--keys", &o->keys)
+                          .Int("--rounds", &o->rounds)
+                          .Number("--min-time", &o->min_time_s)
+                          .Count("--writes", &o->writes)
+                          .Text("--redis-server", &o->redis_server)
+                          .Text("--shmkvd", &o->shmkvd)
+                          .Parse(argc, argv, /*keep_others=*/true);
+  if (!parsed) return false;
   if (o->keys < 1000 || o->rounds < 1 || o->min_time_s <= 0 || o->writes < 1 ||
       o->writes > o->keys) {
     std::cerr << "bench_near: --keys >= 1000, --rounds >= 1, --min-time > 0 and "
@@ -1090,20 +873,11 @@ int Main(int argc, char** argv) {
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 2;
 
-  const auto t0 = std::chrono::steady_clock::now();
+  const double t0 = peers::NowS();
   const std::string load_start = LoadAverage();
-  std::string date;
-  {
-    char b[64];
-    const time_t now = time(nullptr);
-    std::strftime(b, sizeof(b), "%Y-%m-%d %H:%M:%S %Z", std::localtime(&now));
-    date = b;
-  }
+  const std::string date = bench::LocalDate();
   signal(SIGPIPE, SIG_IGN);
-  struct sigaction sa = {};
-  sa.sa_handler = OnSignal;
-  sigemptyset(&sa.sa_mask);
-  for (int sig : {SIGINT, SIGTERM, SIGHUP}) sigaction(sig, &sa, nullptr);
+  bench::CleanUpOnSignals();
 
   g_ns_per_tick = peers::CalibrateNsPerTick(opt.smoke ? 20 : 100);
   Env owned(opt);
@@ -1142,12 +916,12 @@ int Main(int argc, char** argv) {
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
 
-  const double total_s =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  const std::string section = Report(opt, date, load_start, total_s);
+  const std::string section = Report(opt, date, load_start, peers::NowS() - t0);
   std::cout << "\n" << section;
   if (!opt.out_dir.empty()) {
-    WriteSection(opt.out_dir, section);
+    const std::string err =
+        bench::WriteSection(opt.out_dir + "/latest.md", "## Near cache", section);
+    if (!err.empty()) Fail(err);
     std::cerr << "bench_near: the Near cache section of " << opt.out_dir << "/latest.md\n";
   }
   return 0;
@@ -1155,11 +929,4 @@ int Main(int argc, char** argv) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  try {
-    return Main(argc, argv);
-  } catch (const std::exception& e) {
-    std::cerr << "bench_near: " << e.what() << "\n";
-    return 1;
-  }
-}
+int main(int argc, char** argv) { return bench::RunMain("bench_near", Main, argc, argv); }

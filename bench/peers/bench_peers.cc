@@ -51,8 +51,6 @@
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/utsname.h>
-#include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -60,7 +58,6 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
-#include <ctime>
 #include <fstream>
 #include <functional>
 #include <iostream>
@@ -75,7 +72,11 @@
 #include <vector>
 
 #include "backend.h"
+#include "flags.h"
+#include "flat_data.h"
 #include "measure.h"
+#include "process.h"
+#include "results.h"
 #include "suite.h"
 
 namespace peers {
@@ -173,21 +174,14 @@ struct Dataset {
   }
 };
 
-std::vector<char> FormatKeys(const char* fmt, uint64_t n) {
-  std::vector<char> out(n * kKeyLen + 1);
-  for (uint64_t i = 0; i < n; ++i) std::snprintf(&out[i * kKeyLen], kKeyLen + 1, fmt, i);
-  out.pop_back();
-  return out;
-}
-
 void BuildDataset(Dataset* d, uint64_t n, uint32_t vlen, bool counters, bool zipf) {
   d->n = n;
   d->vlen = vlen;
-  d->keys = FormatKeys("key:%012llu", n);
+  d->keys = bench::FlatKeys("key:%012zu", kKeyLen, n);
   d->n_miss = std::min<uint64_t>(n, 1 << 20);
-  d->miss_keys = FormatKeys("miss:%011llu", d->n_miss);
+  d->miss_keys = bench::FlatKeys("miss:%011zu", kKeyLen, d->n_miss);
   d->n_counters = counters ? n : 0;
-  if (counters) d->counter_keys = FormatKeys("ctr:%012llu", n);
+  if (counters) d->counter_keys = bench::FlatKeys("ctr:%012zu", kKeyLen, n);
   for (int p = 0; p < 2; ++p) {
     d->values[p].assign(kPool * vlen, 0);
     for (size_t i = 0; i < kPool; ++i) {
@@ -433,50 +427,6 @@ void Unpin() {
   sched_setaffinity(0, sizeof(set), &set);
 }
 
-double Now() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
-}
-
-void SleepS(double s) {
-  timespec ts{static_cast<time_t>(s), static_cast<long>((s - std::floor(s)) * 1e9)};
-  nanosleep(&ts, nullptr);
-}
-
-// Waits for every pid until the deadline; then kills what is left.
-// "" or what went wrong.
-std::string Reap(std::vector<pid_t>* pids, double deadline) {
-  std::string err;
-  while (!pids->empty()) {
-    for (size_t i = 0; i < pids->size();) {
-      int st = 0;
-      const pid_t r = waitpid((*pids)[i], &st, WNOHANG);
-      if (r == (*pids)[i] || r < 0) {
-        if (r > 0 && !(WIFEXITED(st) && WEXITSTATUS(st) == 0) && err.empty()) {
-          err = WIFSIGNALED(st) ? "worker killed by signal " + std::to_string(WTERMSIG(st))
-                                : "worker exited with " + std::to_string(WEXITSTATUS(st));
-        }
-        pids->erase(pids->begin() + static_cast<long>(i));
-      } else {
-        ++i;
-      }
-    }
-    if (pids->empty()) break;
-    if (Now() > deadline) {
-      for (pid_t p : *pids) {
-        kill(p, SIGCONT);
-        kill(p, SIGKILL);
-      }
-      for (pid_t p : *pids) waitpid(p, nullptr, 0);
-      pids->clear();
-      return "timed out (workers killed)";
-    }
-    usleep(500);
-  }
-  return err;
-}
-
 // Runs plans[i] in forked worker i, pinned to core i, attached on its own.
 // `during` runs in the driver once they have all started.
 std::string Launch(const std::vector<WorkerPlan>& plans, Control* ctl,
@@ -490,7 +440,7 @@ std::string Launch(const std::vector<WorkerPlan>& plans, Control* ctl,
   for (size_t i = 0; i < plans.size(); ++i) {
     const pid_t pid = fork();
     if (pid < 0) {
-      Reap(&pids, Now() + 5);
+      bench::Reap(&pids, NowS() + 5);
       return std::string("fork: ") + std::strerror(errno);
     }
     if (pid == 0) {
@@ -508,29 +458,27 @@ std::string Launch(const std::vector<WorkerPlan>& plans, Control* ctl,
     }
     pids.push_back(pid);
   }
-  const WorkerPlan& p0 = plans[0];
-  const double ready_deadline = Now() + p0.warm_s + 30;
-  while (ctl->ready.load(std::memory_order_acquire) < static_cast<int>(plans.size())) {
-    bool dead = false;
-    for (pid_t p : pids) {
-      if (waitpid(p, nullptr, WNOHANG) == p) dead = true;  // failed before ready
+  bool dead = false;  // a worker failed before it was ready
+  const bool ready = bench::WaitFor(
+      [&] {
+        for (pid_t p : pids) dead |= bench::Exited(p);
+        return dead || ctl->ready.load(std::memory_order_acquire) >= static_cast<int>(plans.size());
+      },
+      plans[0].warm_s + 30, 200e-6);
+  if (dead || !ready) {
+    for (pid_t p : pids) kill(p, SIGKILL);
+    bench::Reap(&pids, NowS() + 5);
+    for (size_t i = 0; i < plans.size(); ++i) {
+      if (ctl->res[i].failed) return ctl->res[i].error;
     }
-    if (dead || Now() > ready_deadline) {
-      for (pid_t p : pids) kill(p, SIGKILL);
-      Reap(&pids, Now() + 5);
-      for (size_t i = 0; i < plans.size(); ++i) {
-        if (ctl->res[i].failed) return ctl->res[i].error;
-      }
-      return dead ? "a worker died before it started" : "workers did not start in time";
-    }
-    usleep(200);
+    return dead ? "a worker died before it started" : "workers did not start in time";
   }
   ctl->go_tick.store(TicksBegin(), std::memory_order_relaxed);
   ctl->go.store(1, std::memory_order_release);  // pairs with the acquire in WorkerLoop()
   if (during) during(pids);
   double run_s = 0;
   for (const auto& p : plans) run_s = std::max(run_s, p.run_s);
-  return Reap(&pids, Now() + run_s + 60);
+  return bench::Reap(&pids, NowS() + run_s + 60);
 }
 
 // ---------------------------------------------------------------- peers
@@ -551,9 +499,9 @@ struct Peer {
   std::string skipped;  // why it does not run in this scenario
 };
 
-struct RunStats {
+struct RunStats : Stats {
   bool ok = false;
-  double ops_per_s = 0, p50 = 0, p99 = 0, p999 = 0, max_ns = 0, max_batch_ns = 0;
+  double max_batch_ns = 0;
   uint64_t unexpected = 0;
   std::string note;
 };
@@ -778,7 +726,7 @@ class Driver {
         Message(p.name + " skipped in " + sc.label + ": " + p.skipped);
         continue;
       }
-      const double t0 = Now();
+      const double t0 = NowS();
       std::string err = main->Open(spec);
       if (err.empty()) err = Populate(main.get(), d, counters);
       if (!err.empty()) {
@@ -788,7 +736,7 @@ class Driver {
         continue;
       }
       std::cerr << "bench_peers: " << sc.label << ": " << p.name << " filled in "
-                << static_cast<int>((Now() - t0) * 1000) << " ms\n";
+                << static_cast<int>((NowS() - t0) * 1000) << " ms\n";
       p.main = std::move(main);
       if (evict) {
         StoreSpec es = spec;
@@ -886,18 +834,14 @@ class Driver {
         st.note = "a worker measured nothing";
         return st;
       }
-      st.ops_per_s +=
-          static_cast<double>(r.ops) / (static_cast<double>(r.ticks) * g_ns_per_tick * 1e-9);
+      st.ops_per_s += OpsPerS(r.ops, r.ticks, g_ns_per_tick);
       h.Add(r.hist);
       o.Add(r.outcome);
       issued += r.issued;
       max_batch = std::max(max_batch, r.max_batch_ticks);
       reinsert_errors += r.reinsert_errors;
     }
-    st.p50 = h.PercentileNs(50);
-    st.p99 = h.PercentileNs(99);
-    st.p999 = h.PercentileNs(99.9);
-    st.max_ns = h.MaxNs();
+    st.SetLatencies(h);
     st.max_batch_ns = static_cast<double>(max_batch) * g_ns_per_tick;
     st.unexpected = Unexpected(w.kind, o) + reinsert_errors;
     if (w.kind == Kind::kIncrHot) {
@@ -1022,7 +966,7 @@ class Driver {
   }
 
   void RunScenario(const ScenarioDef& sc) {
-    const double t0 = Now();
+    const double t0 = NowS();
     std::vector<const Workload*> wls;
     bool zipf = false, counters = false, evict = false;
     for (const auto& name : sc.workloads) {
@@ -1061,7 +1005,7 @@ class Driver {
         }
       }
       std::cerr << "bench_peers: " << sc.label << ": repetition " << rep + 1 << " of " << opt_.reps
-                << " done at " << static_cast<int>(Now() - t0) << " s\n";
+                << " done at " << static_cast<int>(NowS() - t0) << " s\n";
     }
     if (sc.stall) RunStall(d);
     if (sc.id == "big") {
@@ -1097,36 +1041,20 @@ class Driver {
         }
       }
     }
-    std::cerr << "bench_peers: " << sc.label << ": done in " << static_cast<int>(Now() - t0)
+    std::cerr << "bench_peers: " << sc.label << ": done in " << static_cast<int>(NowS() - t0)
               << " s\n";
   }
 
-  static double Median(std::vector<double> v) {
-    if (v.empty()) return 0;
-    std::sort(v.begin(), v.end());
-    const size_t m = v.size() / 2;
-    return v.size() % 2 ? v[m] : (v[m - 1] + v[m]) / 2;
-  }
-
   static void Summarize(const std::vector<RunStats>& runs, Row* row) {
-    std::vector<double> ops, p50, p99, p999, mx;
+    std::vector<Stats> ran;
     std::set<std::string> notes;
     for (const RunStats& r : runs) {
       if (!r.note.empty()) notes.insert(r.note);
       row->unexpected += r.unexpected;
-      if (!r.ok) continue;
-      ops.push_back(r.ops_per_s);
-      p50.push_back(r.p50);
-      p99.push_back(r.p99);
-      p999.push_back(r.p999);
-      mx.push_back(r.max_ns);
+      if (r.ok) ran.push_back(r);
     }
-    row->reps = static_cast<int>(ops.size());
-    row->ops_per_s = Median(ops);
-    row->p50 = Median(p50);
-    row->p99 = Median(p99);
-    row->p999 = Median(p999);
-    row->max_ns = Median(mx);
+    row->reps = static_cast<int>(ran.size());
+    static_cast<Stats&>(*row) = Medians(ran);
     for (const auto& n : notes) row->note += (row->note.empty() ? "" : "; ") + n;
   }
 
@@ -1161,11 +1089,7 @@ std::string MachineLine() {
 }
 
 bool ParseArgs(int argc, char** argv, Options* o) {
-  bool smoke_defaults = false;
-  for (int i = 1; i < argc; ++i) {
-    if (std::string_view(argv[i]) == "--smoke") smoke_defaults = true;
-  }
-  if (smoke_defaults) {
+  if (bench::Flags::Has(argc, argv, "--smoke")) {
     o->smoke = true;
     o->keys = 10'000;
     o->big_keys = 0;
@@ -1177,52 +1101,25 @@ bool ParseArgs(int argc, char** argv, Options* o) {
     o->stall_stops = 3;
     o->stall_stop_ms = 20;
   }
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    const size_t eq = a.find('=');
-    const std::string key = a.substr(0, eq);
-    const std::string val = eq == std::string::npos ? "" : a.substr(eq + 1);
-    try {
-      if (key == "--smoke") {
-      } else if (key == "--redis") {
-        o->redis_sock = val;
-      } else if (key == "--redis-evict") {
-        o->redis_evict_sock = val;
-      } else if (key == "--memcached") {
-        o->memcached_sock = val;
-      } else if (key == "--memcached-evict") {
-        o->memcached_evict_sock = val;
-      } else if (key == "--out") {
-        o->out_dir = val;
-      } else if (key == "--commit") {
-        o->commit = val;
-      } else if (key == "--peers") {
-        o->peers = val;
-      } else if (key == "--reps") {
-        o->reps = std::stoi(val);
-      } else if (key == "--run-ms") {
-        o->run_s = std::stod(val) / 1000;
-      } else if (key == "--warm-ms") {
-        o->warm_s = std::stod(val) / 1000;
-      } else if (key == "--keys") {
-        o->keys = std::stoull(val);
-      } else if (key == "--big-keys") {
-        o->big_keys = std::stoull(val);
-      } else if (key == "--callgrind-ops") {
-        o->callgrind_ops = std::stoull(val);
-      } else if (key == "--callgrind-op") {
-        o->callgrind_op = val;
-      } else if (key == "--callgrind-keys") {
-        o->callgrind_keys = std::stoull(val);
-      } else {
-        std::cerr << "bench_peers: unknown argument " << a << "\n";
-        return false;
-      }
-    } catch (const std::exception&) {
-      std::cerr << "bench_peers: bad value in " << a << "\n";
-      return false;
-    }
-  }
+  const bool parsed = bench::Flags("bench_peers")
+                          .Switch("--smoke", &o->smoke)
+                          .Text("--redis", &o->redis_sock)
+                          .Text("--redis-evict", &o->redis_evict_sock)
+                          .Text("--memcached", &o->memcached_sock)
+                          .Text("--memcached-evict", &o->memcached_evict_sock)
+                          .Text("--out", &o->out_dir)
+                          .Text("--commit", &o->commit)
+                          .Text("--peers", &o->peers)
+                          .Int("--reps", &o->reps)
+                          .Number("--run-ms", &o->run_s, 1000)
+                          .Number("--warm-ms", &o->warm_s, 1000)
+                          .Count("--keys", &o->keys)
+                          .Count("--big-keys", &o->big_keys)
+                          .Count("--callgrind-ops", &o->callgrind_ops)
+                          .Text("--callgrind-op", &o->callgrind_op)
+                          .Count("--callgrind-keys", &o->callgrind_keys)
+                          .Parse(&argc, argv);
+  if (!parsed) return false;
   if (o->reps < 1 || o->keys < 1000 || o->run_s <= 0) {
     std::cerr << "bench_peers: --reps >= 1, --keys >= 1000 and --run-ms > 0, please\n";
     return false;
@@ -1234,7 +1131,7 @@ int Main(int argc, char** argv) {
   Options opt;
   if (!ParseArgs(argc, argv, &opt)) return 2;
   if (!opt.callgrind_op.empty()) return CallgrindChild(opt);
-  const double t0 = Now();
+  const double t0 = NowS();
   signal(SIGPIPE, SIG_IGN);
   cpu_set_t set;
   CPU_ZERO(&set);
@@ -1252,12 +1149,7 @@ int Main(int argc, char** argv) {
   Report rep;
   rep.opt = opt;
   rep.mode = opt.smoke ? "smoke" : "full";
-  {
-    char b[64];
-    const time_t now = time(nullptr);
-    std::strftime(b, sizeof(b), "%Y-%m-%d %H:%M:%S %Z", std::localtime(&now));
-    rep.date = b;
-  }
+  rep.date = bench::LocalDate();
   rep.machine = MachineLine();
   std::cerr << "bench_peers: " << rep.mode << " run on " << rep.machine << "; TSC "
             << 1.0 / g_ns_per_tick << " GHz\n";
@@ -1266,7 +1158,7 @@ int Main(int argc, char** argv) {
   rep.callgrind = MeasureCallgrind(opt, &rep.messages);
   Driver driver(opt);
   driver.Run(&rep);
-  rep.total_s = Now() - t0;
+  rep.total_s = NowS() - t0;
 
   std::string md;
   WriteReport(rep, &md);
@@ -1277,11 +1169,4 @@ int Main(int argc, char** argv) {
 }  // namespace
 }  // namespace peers
 
-int main(int argc, char** argv) {
-  try {
-    return peers::Main(argc, argv);
-  } catch (const std::exception& e) {
-    std::cerr << "bench_peers: " << e.what() << "\n";
-    return 1;
-  }
-}
+int main(int argc, char** argv) { return bench::RunMain("bench_peers", peers::Main, argc, argv); }

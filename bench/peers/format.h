@@ -27,6 +27,9 @@ inline std::string FmtNs(double v) {
   return Fmt("%.1f ms", v / 1e6);
 }
 
+// a / b; 0 (which FmtRatio writes as "") unless both are above 0.
+inline double Ratio(double a, double b) { return a > 0 && b > 0 ? a / b : 0; }
+
 inline std::string FmtRatio(double r) {
   if (r <= 0) return "";
   if (r >= 100) return Fmt("×%.0f", r);

@@ -1,5 +1,6 @@
-// Measuring: a cycle-counter clock calibrated against CLOCK_MONOTONIC, and a
-// log-linear latency histogram that forked workers fill in shared memory.
+// Measuring: a cycle-counter clock calibrated against CLOCK_MONOTONIC, a
+// log-linear latency histogram that forked workers fill in shared memory,
+// and what a run's figures are: ops/s, latencies, the median of runs.
 #ifndef SHMKV_BENCH_PEERS_MEASURE_H_
 #define SHMKV_BENCH_PEERS_MEASURE_H_
 
@@ -7,6 +8,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <vector>
 
 namespace peers {
 
@@ -30,6 +32,10 @@ inline uint64_t TicksEnd() {
 
 // Nanoseconds per tick, measured over `ms` milliseconds of CLOCK_MONOTONIC.
 double CalibrateNsPerTick(int ms);
+
+// CLOCK_MONOTONIC in seconds, and a sleep of s seconds on it.
+double NowS();
+void SleepS(double s);
 
 // HdrHistogram-like: 32 linear sub-buckets in each power of two, so a value
 // is placed within 1/32 (3 %) of itself, from 0 to 2^63. Values are tenths
@@ -107,6 +113,29 @@ class Histogram {
   uint64_t total_;
   uint64_t max_;
 };
+
+// The figures of one run, or the medians over runs.
+struct Stats {
+  double ops_per_s = 0;
+  double p50 = 0, p99 = 0, p999 = 0, max_ns = 0;  // per op, ns
+
+  // p50, p99, p99.9 and the maximum of h.
+  void SetLatencies(const Histogram& h) {
+    p50 = h.PercentileNs(50);
+    p99 = h.PercentileNs(99);
+    p999 = h.PercentileNs(99.9);
+    max_ns = h.MaxNs();
+  }
+};
+
+// ops done in `ticks` of the cycle counter, per second; 0 without ticks.
+double OpsPerS(uint64_t ops, uint64_t ticks, double ns_per_tick);
+
+// The median of v; 0 when it is empty.
+double Median(std::vector<double> v);
+
+// Each figure's median over the runs.
+Stats Medians(const std::vector<Stats>& runs);
 
 }  // namespace peers
 

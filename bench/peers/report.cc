@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "format.h"
+#include "results.h"
 #include "suite.h"
 
 namespace peers {
@@ -39,8 +40,8 @@ struct Index {
   // shmkv ops/s over the peer's, in the same scenario, workload and process count.
   double Ratio(const Row& r) const {
     const Row* s = Find(r.scenario, r.workload, r.procs, "shmkv");
-    if (s == nullptr || r.ops_per_s <= 0 || r.reps == 0) return 0;
-    return s->ops_per_s / r.ops_per_s;
+    if (s == nullptr || r.reps == 0) return 0;
+    return peers::Ratio(s->ops_per_s, r.ops_per_s);
   }
 };
 
@@ -313,10 +314,9 @@ void WriteReport(const Report& r, std::string* markdown) {
       << "- date: " << r.date << "\n"
       << "- machine: " << r.machine << "\n"
       << "- commit: " << r.opt.commit << "\n"
-      << "- run: " << r.mode << " (`scripts/bench.sh" << (r.opt.smoke ? " --smoke" : "") << "`), "
-      << r.opt.reps << " repetition(s), " << Fmt("%.0f", r.opt.run_s * 1000) << " ms per run after "
-      << Fmt("%.0f", r.opt.warm_s * 1000) << " ms of warm-up, " << Fmt("%.0f", r.total_s)
-      << " s in all\n"
+      << "- run: " << bench::RunLabel(r.opt.smoke) << ", " << r.opt.reps << " repetition(s), "
+      << Fmt("%.0f", r.opt.run_s * 1000) << " ms per run after " << Fmt("%.0f", r.opt.warm_s * 1000)
+      << " ms of warm-up, " << Fmt("%.0f", r.total_s) << " s in all\n"
       << "- method: every peer runs in the same run on the same data; worker processes are "
          "forked, pinned to distinct cores and attach or connect on their own; ops are timed "
          "with a calibrated rdtsc; ops/s counts the time inside timed batches only. The "
@@ -336,9 +336,7 @@ void WriteReport(const Report& r, std::string* markdown) {
   *markdown = out.str();
 
   const std::string& dir = r.opt.out_dir;
-  std::ofstream md(dir + "/latest.md");
-  md << *markdown;
-  std::ofstream csv(dir + "/latest.csv");
+  std::ostringstream csv;
   csv << "scenario,workload,procs,peer,ops_per_s,p50_ns,p99_ns,p999_ns,max_ns,shmkv_ratio,"
          "unexpected,reps,note\n";
   for (const Row& row : r.rows) {
@@ -348,7 +346,9 @@ void WriteReport(const Report& r, std::string* markdown) {
         << row.note << "\"\n";
   }
   WriteDat(r, ix, dir);
-  if (!md || !csv) std::cerr << "bench_peers: could not write the results into " << dir << "\n";
+  std::string err = bench::WriteFile(dir + "/latest.md", *markdown);
+  if (err.empty()) err = bench::WriteFile(dir + "/latest.csv", csv.str());
+  if (!err.empty()) std::cerr << "bench_peers: could not write the results into " << dir << "\n";
 }
 
 }  // namespace peers

@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "measure.h"
+
 namespace peers {
 
 struct Options {
@@ -30,16 +32,15 @@ struct Options {
   uint64_t callgrind_keys = 0;
 };
 
-// One measured result, the median of the repetitions.
-struct Row {
+// One measured result, the median of the repetitions (Stats: ops/s and
+// latencies per op).
+struct Row : Stats {
   std::string scenario;  // "100k × 64 B"
   uint64_t keys = 0;
   uint32_t value_len = 0;
   std::string workload;  // "get_hit"
   int procs = 1;
-  std::string peer;  // "shmkv", "redis-p16", ...
-  double ops_per_s = 0;
-  double p50 = 0, p99 = 0, p999 = 0, max_ns = 0;  // per op, ns
+  std::string peer;         // "shmkv", "redis-p16", ...
   uint64_t unexpected = 0;  // outcomes the workload rules out (a miss in get_hit...)
   int reps = 0;             // repetitions that ran
   std::string note;         // why it did not run, or a check that failed
