@@ -281,9 +281,18 @@ Result<std::string> Cache::GetOrCompute(std::string_view key,
   using Clock = std::chrono::steady_clock;
   if (handle_ == nullptr) return Ec(SHMKV_EINVAL);
   if (!compute || options.lease.count() <= 0 || options.wait.count() < 0) return Ec(SHMKV_EINVAL);
+  // A bad TTL fails before anything is computed.
+  if (int rc = internal::CheckTtl(Ms(options.ttl))) return Ec(rc);
   const std::string lease_key = std::string("\0lease:", 7) + std::string(key);
   const std::string holder = "pid " + std::to_string(getpid());
-  const Clock::time_point deadline = Clock::now() + options.wait;
+  const Clock::time_point start = Clock::now();
+  // A wait too long to add to the clock (milliseconds::max(): forever)
+  // waits until the clock's end.
+  const Clock::time_point deadline =
+      options.wait >= std::chrono::duration_cast<std::chrono::milliseconds>(
+                          Clock::time_point::max() - start)
+          ? Clock::time_point::max()
+          : start + options.wait;
   auto backoff = std::chrono::milliseconds(1);
   std::string value;
   for (;;) {

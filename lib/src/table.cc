@@ -822,16 +822,17 @@ NumberEntry ReadNumber(Ctx& c, std::string_view key, const KeyHash& h, const Can
 
 // The write step of incr and throttle: publishes `number` (decimal) for the
 // key in one step, replacing the entry read (e) with one slot CAS, or
-// inserting it; a live entry keeps its user flags and NOEVICT. 1: done;
+// inserting it; a live entry keeps its user flags and NOEVICT (noevict:
+// set it in any case). 1: done;
 // 0: lost a race (read again); < 0: error.
 template <typename Number>
 int PublishNumber(Ctx& c, std::string_view key, const KeyHash& h, const Cands& cs,
-                  const NumberEntry& e, Number number, uint64_t expiry) {
+                  const NumberEntry& e, Number number, uint64_t expiry, bool noevict) {
   char text[24];
   const auto tr = std::to_chars(text, text + sizeof(text), number);
   const std::string_view val(text, static_cast<size_t>(tr.ptr - text));
   const uint32_t user_flags = e.live ? e.f.m.user_flags : 0;
-  const bool noevict = e.live && (e.f.m.flags & kBlockFlagNoEvict);
+  noevict = noevict || (e.live && (e.f.m.flags & kBlockFlagNoEvict));
   NewBlock nb;
   uint64_t cas;
   if (int rc = MakeBlock(c, key, h, val, user_flags, noevict, expiry, &nb, &cas)) return rc;
@@ -870,7 +871,7 @@ int OpIncr(Ctx& c, std::string_view key, int64_t delta, int64_t initial, uint64_
         return Fail(SHMKV_EOVERFLOW, "incr would overflow a signed 64-bit integer");
       expiry = e.f.m.expiry;
     }
-    const int rc = PublishNumber(c, key, h, cs, e, next, expiry);
+    const int rc = PublishNumber(c, key, h, cs, e, next, expiry, false);
     if (rc < 0) return rc;
     if (rc == 0) continue;
     if (result) *result = next;
@@ -907,9 +908,11 @@ int OpThrottle(Ctx& c, std::string_view key, const ThrottleArgs& a, ThrottleResu
       out->remaining = 0;
       return 0;
     }
-    // Expires just after TAT (segment ms = ns / 10^6 + 1; clock.h).
+    // Expires just after TAT (segment ms = ns / 10^6 + 1; clock.h), and is
+    // never evicted before: an evicted limiter would grant a new burst. It
+    // holds memory only while it is limiting (at most burst x interval).
     const uint64_t expiry = next / 1'000'000 + 2;
-    const int rc = PublishNumber(c, key, h, cs, e, next, expiry);
+    const int rc = PublishNumber(c, key, h, cs, e, next, expiry, true);
     if (rc < 0) return rc;
     if (rc == 0) continue;
     out->allowed = true;

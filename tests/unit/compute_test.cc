@@ -200,10 +200,24 @@ TEST_F(ComputeTest, TheStaleValueStaysServableWhileTheLeaseHolderComputes) {
 }
 
 TEST_F(ComputeTest, BadArguments) {
-  auto ok = []() -> shmkv::Result<std::string> { return std::string("x"); };
+  int calls = 0;
+  auto ok = [&]() -> shmkv::Result<std::string> {
+    ++calls;
+    return std::string("x");
+  };
   shmkv::ComputeOptions o;
   o.lease = milliseconds(0);
   EXPECT_EQ(cache().GetOrCompute("k", ok, o).error(), shmkv::Errc::kInvalid);
+  // A bad TTL is refused before anything is computed.
+  shmkv::ComputeOptions bad_ttl;
+  bad_ttl.ttl = milliseconds(-1);
+  EXPECT_EQ(cache().GetOrCompute("k", ok, bad_ttl).error(), shmkv::Errc::kInvalid);
+  EXPECT_EQ(calls, 0);
+  // Waiting forever is a valid wait.
+  shmkv::ComputeOptions forever;
+  forever.wait = milliseconds::max();
+  EXPECT_TRUE(cache().GetOrCompute("forever", ok, forever));
+  EXPECT_EQ(calls, 1);
   EXPECT_EQ(cache().GetOrCompute("k", nullptr).error(), shmkv::Errc::kInvalid);
   // Room for the lease key: at most max_key_len - 7 bytes.
   EXPECT_EQ(cache().GetOrCompute(std::string(250, 'k'), ok).error(), shmkv::Errc::kKeyTooBig);

@@ -135,6 +135,31 @@ TEST_F(ThrottleTest, PartialRefill) {
   EXPECT_EQ(Throttle("refill", 2, 1000, 4).allowed, 0);
 }
 
+TEST_F(ThrottleTest, ALimiterIsNotEvictedByAFullCache) {
+  // Exhausted: one request a minute, bursts of 2.
+  for (int i = 0; i < 2; ++i) ASSERT_EQ(Throttle("ip:9", 1, 60'000, 2).allowed, 1);
+  shmkv_item_info_t info;
+  info.struct_size = sizeof(info);
+  char buf[32];
+  size_t len = 0;
+  ASSERT_EQ(shmkv_get(kv_, "ip:9", 4, buf, sizeof(buf), &len, &info), 0);
+  EXPECT_EQ(info.write_flags & SHMKV_WRITE_NOEVICT, static_cast<uint32_t>(SHMKV_WRITE_NOEVICT));
+  // Far more data than the segment holds: other entries are evicted.
+  const std::string value(200, 'v');
+  for (int i = 0; i < 60'000; ++i) {
+    const std::string k = "fill:" + std::to_string(i);
+    ASSERT_EQ(shmkv_set(kv_, k.data(), k.size(), value.data(), value.size(), 0), 0) << i;
+  }
+  shmkv_stats_t st;
+  st.struct_size = sizeof(st);
+  ASSERT_EQ(shmkv_stats(kv_, &st), 0);
+  EXPECT_GT(st.evictions, 0u);
+  // The limiter is still there, still exhausted: no new burst.
+  const Decision d = Throttle("ip:9", 1, 60'000, 2);
+  EXPECT_EQ(d.allowed, 0);
+  EXPECT_GT(d.retry_after_ms, 0u);
+}
+
 TEST_F(ThrottleTest, BadArgumentsAreRefusedWithAReason) {
   int allowed;
   uint64_t retry, remaining;

@@ -919,9 +919,13 @@ class Cache(collections.abc.MutableMapping):
             r = self._get_stale(key)
             if r is not None and r[2] == 0:
                 return _value_out(r[0], r[1])  # fresh
+            # The token is written by the C call before it returns, so an
+            # exception raised as the call returns (KeyboardInterrupt, a
+            # signal handler's) still finds it in the finally clause.
             token = ctypes.c_uint64()
-            if self._store(lease_key, holder, lease, _ADD, noevict=True, new_cas=token) == 0:
-                try:
+            try:
+                if self._store(lease_key, holder, lease, _ADD, noevict=True,
+                               new_cas=token) == 0:
                     # Stored between the read and the lease? A serve-stale
                     # read, not get(): a plain read would remove the expired
                     # value that the other callers may be serving meanwhile.
@@ -931,7 +935,8 @@ class Cache(collections.abc.MutableMapping):
                     value = fn()
                     self._store(key, value, ttl, _SET)
                     return value if isinstance(value, str) else bytes(value)
-                finally:
+            finally:
+                if token.value:
                     self._release(lease_key, token.value)
             # Someone else holds the lease.
             if r is not None and serve_stale:

@@ -187,7 +187,8 @@ SHMKV_EXPORT int shmkv_clear(shmkv_t *kv);   /* remove every entry */
    one atomic step per call (one compare-and-swap of the key's slot; a
    denied request writes nothing). The key holds the limiter's theoretical
    arrival time (decimal nanoseconds of segment time) and expires when the
-   limiter is back to a full burst, so idle limiters cost nothing. On return
+   limiter is back to a full burst, so idle limiters cost nothing; until
+   then it is never evicted (an evicted limiter would grant a new burst). On return
    *allowed is 1 or 0; *retry_after_ms is 0 when allowed, else how long until
    one request would be (rounded up); *remaining is how many more requests
    would be allowed right now. Arguments: rate, period_ms and burst >= 1, and
