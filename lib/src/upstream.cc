@@ -85,7 +85,11 @@ int shmkv_upstream_get(shmkv_t* kv, shmkv_upstream_t* out) {
   shmkv::internal::Header* h = kv->v.hdr;
   shmkv_upstream_t r{};
   r.struct_size = sizeof(r);
-  for (;;) {
+  // Bounded: a daemon killed in the middle of configure leaves the seq odd
+  // until the next configure.
+  for (int spins = 0;; ++spins) {
+    if (spins == 1'000'000)
+      return Fail(SHMKV_EBUSY, "the upstream configuration is being changed; retry");
     const uint64_t seq = shmkv::internal::LoadAcquire(&h->upstream_config_seq);
     if (seq & 1) {
       shmkv::internal::CpuRelax();

@@ -36,6 +36,7 @@
 
 #include <poll.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -164,7 +165,7 @@ struct __attribute__((visibility("hidden"))) NearCache::Impl {
   bool Current(uint64_t* generation) {
     uint32_t state = SHMKV_UPSTREAM_NONE;
     if (shmkv_upstream_state(local.c_handle(), &state, generation) != 0) return false;
-    if (*generation != tracked_generation) LoadTrackedPrefixes(*generation);
+    if (*generation != tracked_generation && !LoadConfiguration(*generation)) return false;
     return state == SHMKV_UPSTREAM_UP;
   }
   // Whether a copy of key may be kept here: it fits the segment, and the
@@ -179,12 +180,22 @@ struct __attribute__((visibility("hidden"))) NearCache::Impl {
     }
     return false;
   }
-  // The prefixes the daemon tracks, read again whenever the generation
-  // changes (a daemon started with other prefixes publishes a new one).
-  void LoadTrackedPrefixes(uint64_t generation) {
+  // The daemon's configuration, read again whenever the generation changes
+  // (a daemon restarted with other prefixes, or pointed at another Redis
+  // after a failover, publishes a new one): the tracked prefixes, and the
+  // Redis address (a new one drops the connection to the old). false: it
+  // could not be read, so nothing local may be served until it is.
+  bool LoadConfiguration(uint64_t generation) {
     shmkv_upstream_t u{};
     u.struct_size = sizeof(u);
-    if (shmkv_upstream_get(local.c_handle(), &u) != 0) return;
+    if (shmkv_upstream_get(local.c_handle(), &u) != 0) return false;
+    std::string why;
+    std::optional<upstream::RedisAddress> a = upstream::ParseRedisUrl(u.url, &why);
+    if (!a) return false;
+    if (a->ToString() != address.ToString()) {
+      address = std::move(*a);
+      redis.reset();
+    }
     tracked.clear();
     std::string_view all(u.prefixes);
     while (!all.empty()) {
@@ -194,6 +205,7 @@ struct __attribute__((visibility("hidden"))) NearCache::Impl {
       all.remove_prefix(space + 1);
     }
     tracked_generation = generation;
+    return true;
   }
 
   std::error_code Fail(std::error_code ec, std::string message) {
@@ -248,7 +260,9 @@ struct __attribute__((visibility("hidden"))) NearCache::Impl {
   WriteOptions PlaceholderOptions(WriteMode mode) const {
     WriteOptions o;
     o.mode = mode;
-    o.ttl = 2 * options.io_timeout;
+    // Longer than one call can take (a reconnect and a retry, each with a
+    // reply wait), so that no second fetch starts while one is in flight.
+    o.ttl = 4 * options.io_timeout + std::chrono::seconds(1);
     o.user_flags = kPlaceholder;
     o.no_evict = true;  // memory pressure must not drop a fetch in flight
     return o;
@@ -261,6 +275,7 @@ struct __attribute__((visibility("hidden"))) NearCache::Impl {
   std::vector<std::string> tracked;            // the daemon's --prefix values
   uint64_t tracked_generation = ~uint64_t{0};  // of the state they were read at
   upstream::RedisContextPtr redis;
+  pid_t connected_pid = 0;     // the process that opened redis
   bool script_loaded = false;  // on this connection
   std::string script_sha;
   NearCacheStats stats;
@@ -271,11 +286,14 @@ std::error_code NearCache::Impl::TryExchange(std::span<const Command> commands,
                                              std::vector<RedisReplyPtr>* replies, bool* sent,
                                              std::string* message) {
   SigpipeGuard no_sigpipe;
-  if (redis != nullptr && !Idle(redis.get())) redis.reset();
+  // A connection inherited across fork() is the parent's: replies would be
+  // shared between the two processes. The child makes its own.
+  if (redis != nullptr && (connected_pid != getpid() || !Idle(redis.get()))) redis.reset();
   if (redis == nullptr) {
     script_loaded = false;
     redis = upstream::ConnectRedis(address, options.io_timeout, message);
     if (redis == nullptr) return std::make_error_code(std::errc::connection_refused);
+    connected_pid = getpid();
   }
   redisContext* c = redis.get();
   std::vector<const char*> argv;
@@ -445,6 +463,7 @@ Result<NearCache> NearCache::Open(std::string_view segment, const NearCacheOptio
   {
     SigpipeGuard no_sigpipe;
     impl->redis = upstream::ConnectRedis(impl->address, options.io_timeout, &why);
+    impl->connected_pid = getpid();
   }
   if (impl->redis == nullptr) return fail(std::make_error_code(std::errc::connection_refused), why);
   return NearCache(std::move(impl));

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "gtest/gtest.h"
+#include "handle.h"
 #include "shmkv/shmkv.h"
 #include "support/test_segment.h"
 #include "testing.h"
@@ -109,6 +110,20 @@ TEST_F(UpstreamStateTest, EveryPublishedChangeBumpsTheGeneration) {
   EXPECT_LT(g2, g3);
   ASSERT_EQ(shmkv_upstream_set_state(kv_, SHMKV_UPSTREAM_NONE), 0);
   EXPECT_EQ(State(), static_cast<uint32_t>(SHMKV_UPSTREAM_NONE));
+}
+
+TEST_F(UpstreamStateTest, AHalfWrittenConfigurationIsBusyNotAHang) {
+  ASSERT_EQ(shmkv_upstream_configure(kv_, "redis://h:1", "p:", 100), 0);
+  // As a daemon killed in the middle of configure leaves it.
+  uint64_t* seq = &kv_->v.hdr->upstream_config_seq;
+  *seq |= 1;
+  shmkv_upstream_t u;
+  u.struct_size = sizeof(u);
+  EXPECT_EQ(shmkv_upstream_get(kv_, &u), SHMKV_EBUSY);
+  EXPECT_NE(std::string(shmkv_last_error()).find("being changed"), std::string::npos);
+  // The next configure completes it.
+  ASSERT_EQ(shmkv_upstream_configure(kv_, "redis://h:2", "p:", 100), 0);
+  EXPECT_STREQ(Get().url, "redis://h:2");
 }
 
 TEST_F(UpstreamStateTest, BadArgumentsAndReadOnlyHandles) {

@@ -433,6 +433,30 @@ TEST_F(NearCacheTest, OnlyKeysUnderTheTrackedPrefixesAreKeptLocally) {
   EXPECT_EQ(LocalValue("other:1"), "untracked");
 }
 
+TEST_F(NearCacheTest, ADaemonPointedAtAnotherRedisIsFollowed) {
+  // A failover: the daemon is restarted against the new master.
+  RedisServer second;
+  ASSERT_TRUE(second.Start()) << second.error();
+  RedisSet("k:failover", "old master");
+  shmkv::upstream::RedisReplyPtr r = second.Command({"SET", "k:failover", "new master"});
+  ASSERT_TRUE(r != nullptr && r->type == REDIS_REPLY_STATUS);
+  Result<NearCache> nc = NearCache::Open(segment_);
+  ASSERT_TRUE(nc) << nc.error().message();
+  Result<std::string> v = nc->Get("k:failover");
+  ASSERT_TRUE(v) << nc->last_error();
+  EXPECT_EQ(*v, "old master");
+  Publish(second.url());
+  (void)daemon_->Delete("k:failover");  // the new daemon's flush
+  v = nc->Get("k:failover");
+  ASSERT_TRUE(v) << nc->last_error();
+  EXPECT_EQ(*v, "new master");
+  ASSERT_FALSE(nc->Set("k:written", "after")) << nc->last_error();
+  r = second.Command({"GET", "k:written"});
+  ASSERT_TRUE(r != nullptr && r->type == REDIS_REPLY_STRING);
+  EXPECT_EQ(std::string(r->str, r->len), "after");
+  EXPECT_EQ(RedisValue("k:written"), std::nullopt);  // not the old master
+}
+
 TEST_F(NearCacheTest, KeysAndValuesAreBinary) {
   const std::string key("bin\0\r\n\xff key", 12);
   std::string value;

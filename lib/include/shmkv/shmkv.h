@@ -297,7 +297,8 @@ typedef struct shmkv_upstream {
   char prefixes[512]; /* tracked key prefixes, space-separated ("" = all) */
 } shmkv_upstream_t;
 
-/* The near-cache configuration and state, for any handle. */
+/* The near-cache configuration and state, for any handle. SHMKV_EBUSY if
+   the configuration stays half-written (a daemon died while writing it). */
 SHMKV_EXPORT int shmkv_upstream_get(shmkv_t *kv, shmkv_upstream_t *out);
 /* Just the effective state and generation: cheap, for every operation. */
 SHMKV_EXPORT int shmkv_upstream_state(shmkv_t *kv, uint32_t *state, uint64_t *generation);
