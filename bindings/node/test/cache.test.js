@@ -7,30 +7,11 @@ const { describe, it, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const { Worker } = require('node:worker_threads');
 const { Cache, unlink, version, codes, parseSize } = require('../index.js');
-const { uniqueSegment, waitFor, forkWorker } = require('./helpers.js');
+const {
+  uniqueSegment, waitFor, forkWorker, cacheOpener, assertShmkvError,
+} = require('./helpers.js');
 
-const opened = [];
-function open(tag, options = { memory: '4M' }) {
-  const name = uniqueSegment(tag);
-  const cache = new Cache(name, options);
-  opened.push(cache);
-  return cache;
-}
-after(() => {
-  for (const cache of opened) {
-    cache.close();
-    Cache.unlink(cache.name);
-  }
-});
-
-function assertShmkvError(fn, code, detail) {
-  assert.throws(fn, (error) => {
-    assert.equal(error.code, code);
-    assert.equal(error.errno, codes[code]);
-    if (detail) assert.match(error.message, detail);
-    return true;
-  });
-}
+const open = cacheOpener();
 
 describe('opening', () => {
   it('creates a missing segment by default and reopens it with its data', () => {

@@ -6,35 +6,17 @@
 // C++ lease protocol, failures neither stored nor leaving a lease behind,
 // serve-stale and the wait bound around a lease held by someone else, and
 // several forked processes missing one key at once computing it once.
-const { describe, it, after } = require('node:test');
+const { describe, it } = require('node:test');
 const assert = require('node:assert/strict');
 const { fork } = require('node:child_process');
 const path = require('node:path');
 const { setTimeout: sleep } = require('node:timers/promises');
 const { Cache, codes } = require('../index.js');
-const { uniqueSegment, waitFor, forkWorker } = require('./helpers.js');
+const {
+  uniqueSegment, waitFor, forkWorker, cacheOpener, assertShmkvError,
+} = require('./helpers.js');
 
-const opened = [];
-function open(tag, options = { memory: '4M' }) {
-  const cache = new Cache(uniqueSegment(tag), options);
-  opened.push(cache);
-  return cache;
-}
-after(() => {
-  for (const cache of opened) {
-    cache.close();
-    Cache.unlink(cache.name);
-  }
-});
-
-function assertShmkvError(fn, code, detail) {
-  assert.throws(fn, (error) => {
-    assert.equal(error.code, code);
-    assert.equal(error.errno, codes[code]);
-    if (detail) assert.match(error.message, detail);
-    return true;
-  });
-}
+const open = cacheOpener();
 
 /** The lease key of getOrCompute (and of the C++ Cache::GetOrCompute). */
 function leaseKey(key) {

@@ -1,8 +1,11 @@
 'use strict';
 // Shared by the node --test files: unique segment names (so that parallel
 // runs never collide) and a forked second process driven over IPC.
+const assert = require('node:assert/strict');
 const { fork } = require('node:child_process');
 const path = require('node:path');
+const { after } = require('node:test');
+const { Cache, codes } = require('../index.js');
 
 let counter = 0;
 
@@ -72,4 +75,33 @@ function forkWorker(segment) {
   });
 }
 
-module.exports = { uniqueSegment, waitFor, forkWorker };
+/**
+ * open(tag, options) for a test file: a Cache on a unique segment (4 MiB by
+ * default), closed and unlinked after the file's tests.
+ */
+function cacheOpener() {
+  const opened = [];
+  after(() => {
+    for (const cache of opened) {
+      cache.close();
+      Cache.unlink(cache.name);
+    }
+  });
+  return (tag, options = { memory: '4M' }) => {
+    const cache = new Cache(uniqueSegment(tag), options);
+    opened.push(cache);
+    return cache;
+  };
+}
+
+/** Asserts that fn throws the library's error `code` (message matching detail). */
+function assertShmkvError(fn, code, detail) {
+  assert.throws(fn, (error) => {
+    assert.equal(error.code, code);
+    assert.equal(error.errno, codes[code]);
+    if (detail) assert.match(error.message, detail);
+    return true;
+  });
+}
+
+module.exports = { uniqueSegment, waitFor, forkWorker, cacheOpener, assertShmkvError };
