@@ -26,7 +26,12 @@
 //
 // Stall test: one process writes Zipf-hot keys, the driver SIGSTOPs it again
 // and again for stall_stop_ms while the other process runs YCSB A on the same
-// keys with every op timed (shmkv and boost-ipc).
+// keys with every op timed (shmkv and boost-ipc). The victim also reads its
+// own scheduling counters (runqueue wait, context switches) every
+// --stall-sample-every ops and after every op slower than 100 µs, so that
+// each slow op can be told apart from the victim being preempted by the OS
+// (SchedProbe below); the report gives each slow op as timed and less the
+// runqueue wait that fell inside it.
 //
 // Method. Each run forks its worker processes (pinned to distinct cores with
 // sched_setaffinity; each attaches or connects on its own), warms up, waits
@@ -45,11 +50,17 @@
 //               --memcached-evict=SOCK [--smoke] [--out=DIR] [--commit=ID]
 //               [--peers=shmkv,redis,...] [--reps=N] [--run-ms=N]
 //               [--warm-ms=N] [--keys=N] [--big-keys=N] [--callgrind-ops=N]
+//               [--only=stall] [--stall-sample-every=N]
+// --only=stall runs the stall test alone (no memory, callgrind or throughput
+// runs); --stall-sample-every=0 turns the victim's scheduling counters off.
 // scripts/bench.sh starts the servers and runs this. Results: OUT/latest.md
 // (printed too), OUT/latest.csv, and OUT/*.dat for bench/peers/charts.gp.
+#include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
@@ -234,7 +245,120 @@ void FormatFreshKey(uint64_t run_id, int proc, uint64_t counter, char* out) {
   }
 }
 
+// ---------------------------------------------------------------- scheduling
+
+// How many times this thread has called sched_yield(): the library's
+// backoff (std::this_thread::yield()) and Boost's spin waits included, since
+// the definition at the end of this file takes the place of libc's.
+thread_local uint64_t t_yields = 0;
+
+// The calling thread's scheduling counters, which the stall test's victim
+// reads between its timed ops (never inside one), so that every slow op lies
+// between two readings: its bracket.
+//
+// What to subtract from a slow op is the time the victim was runnable but
+// not on a CPU. /proc/thread-self/schedstat gives it: its second field,
+// run_delay, is the time the thread has waited on a runqueue, in ns, which
+// the kernel adds when the thread gets a CPU back, so a reading taken while
+// running holds every wait that has ended, to the ns (checked here: a
+// spinning thread's 4-8 ms gaps match its run_delay increments within
+// ~40 µs). getrusage(RUSAGE_THREAD)'s ru_nivcsw only says that the thread
+// was switched out against its will, not for how long, and schedstat's
+// first field (time on a CPU) is brought up to date only at a tick or a
+// switch: it does not move across a bracket of microseconds. So run_delay is
+// the more precise of them and is what the report subtracts; ru_nivcsw and
+// ru_nvcsw are read too, as a cross-check and to show voluntary blocking
+// (boost-ipc's futex waits while the writer holds its lock): a thread asleep
+// is not runnable, so such waits are not in run_delay and stay in the op's
+// time, as they must. Only the wait that certainly fell inside the op is
+// subtracted: run_delay over the bracket less the part of the bracket
+// outside the op (the ops since the previous reading and the readings
+// themselves), which can hold at most that much of it.
+//
+// A sched_yield() that hands the CPU to another thread is voluntary but
+// counts as runqueue wait (and as an involuntary switch): a bracket in which
+// the victim yielded subtracts nothing, hence the yield counter.
+//
+// What none of them sees: time the hypervisor takes the virtual CPU away
+// (steal): the thread is "running" then, and the op's time stays as timed.
+//
+// Cost, measured here: a reading takes ~0.45 µs in a tight loop (pread of
+// schedstat 0.3, getrusage 0.15) and 0.8 µs (shmkv) to 1.6 µs (boost-ipc)
+// between the victim's ops; every 512 ops that is ~0.5 % of the shmkv
+// victim's run and ~0.15 % of boost-ipc's (every 256: ~0.9-1 %, too close to
+// the 1 % budget). The op right after a reading is ~15 ns slower at the
+// median (cold caches), 1 op in 512: no percentile the report gives moves.
+// The price of reading this seldom: a bracket holds up to ~512 ops (~150 µs)
+// besides the slow op, so a preempted op's time less its certain wait can
+// overstate its time on a CPU by that much; never understate it.
+struct SchedSample {
+  uint64_t tick_before, tick_after;  // TSC around the reading
+  uint64_t run_delay_ns, nivcsw, nvcsw, yields;
+};
+
+class SchedProbe {
+ public:
+  enum Source { kNone = 0, kRusage = 1, kSchedstat = 2 };
+
+  SchedProbe() = default;
+  SchedProbe(const SchedProbe&) = delete;
+  SchedProbe& operator=(const SchedProbe&) = delete;
+  ~SchedProbe() {
+    if (fd_ >= 0) close(fd_);
+  }
+
+  // Opens the calling thread's counters (after fork: /proc/thread-self is
+  // the thread that opens it). kNone if none can be read.
+  Source Open() {
+    rusage ru;
+    if (getrusage(RUSAGE_THREAD, &ru) != 0) return kNone;
+    fd_ = open("/proc/thread-self/schedstat", O_RDONLY | O_CLOEXEC);
+    SchedSample s;
+    if (fd_ >= 0 && !ReadRunDelay(&s.run_delay_ns)) {
+      close(fd_);
+      fd_ = -1;
+    }
+    return fd_ >= 0 ? kSchedstat : kRusage;
+  }
+
+  void Read(SchedSample* s) const {
+    s->tick_before = TicksBegin();
+    s->run_delay_ns = 0;
+    if (fd_ >= 0) ReadRunDelay(&s->run_delay_ns);
+    rusage ru;
+    getrusage(RUSAGE_THREAD, &ru);
+    s->nivcsw = static_cast<uint64_t>(ru.ru_nivcsw);
+    s->nvcsw = static_cast<uint64_t>(ru.ru_nvcsw);
+    s->yields = t_yields;
+    s->tick_after = TicksEnd();
+  }
+
+ private:
+  // "<ns on a CPU> <ns waiting on a runqueue> <times run>\n"
+  bool ReadRunDelay(uint64_t* out) const {
+    char buf[96];
+    const ssize_t n = pread(fd_, buf, sizeof(buf) - 1, 0);
+    if (n <= 0) return false;
+    buf[n] = 0;
+    const char* c = buf;
+    while (*c >= '0' && *c <= '9') ++c;
+    if (*c != ' ') return false;
+    ++c;
+    if (*c < '0' || *c > '9') return false;
+    uint64_t v = 0;
+    while (*c >= '0' && *c <= '9') v = v * 10 + static_cast<uint64_t>(*c++ - '0');
+    *out = v;
+    return true;
+  }
+
+  int fd_ = -1;
+};
+
 // ---------------------------------------------------------------- workers
+
+// A reading of the scheduling counters takes ~0.5 µs; one that takes longer
+// than this was interrupted (its time is not the reading's cost).
+constexpr double kLongReadingNs = 20'000;
 
 // An op timed on its own that took more than kSlowNs (the stall test
 // matches them against the times the other process was stopped).
@@ -242,6 +366,12 @@ constexpr double kSlowNs = 100'000;
 struct SlowOp {
   uint64_t start, ticks;
   OpType type;
+  // The bracket (when the plan samples the scheduling counters): TSC ticks
+  // from the reading before the op to the one right after it, and how much
+  // each counter moved over it.
+  uint64_t bracket_ticks;  // 0: not bracketed
+  uint64_t run_delay_ns;
+  uint32_t nivcsw, nvcsw, yields;
 };
 
 struct WorkerResult {
@@ -249,6 +379,14 @@ struct WorkerResult {
   uint32_t n_slow;
   SlowOp slow[1024];
   uint64_t ops, ticks, max_batch_ticks, issued;
+  // The scheduling counters (WorkerPlan::sample_every): where they came
+  // from, how often they were read, how long the readings took (those that
+  // took less than kLongReadingNs: the others were interrupted, by the OS
+  // or the hypervisor), the readings at the start and the end of the
+  // measured time, and its length in ticks.
+  int sched_source;
+  uint64_t samples, samples_long, sample_ticks, run_ticks;
+  SchedSample sched_first, sched_last;
   Outcome outcome;
   uint64_t reinsert_errors;
   int failed;
@@ -278,6 +416,9 @@ struct WorkerPlan {
   size_t batch = kBatch;
   double warm_s = 0.1, run_s = 0.3;
   uint64_t run_id = 1;
+  // With batch 1: read the scheduling counters after every op slower than
+  // kSlowNs and after every sample_every-th op; 0: never.
+  int sample_every = 0;
 };
 
 // Produces the ops of the next batch (outside the timed region).
@@ -391,23 +532,71 @@ void WorkerLoop(const WorkerPlan& p, Control* ctl, WorkerResult* r, bool wait_go
   r->reinsert_errors = 0;
   const double tenths_per_tick = g_ns_per_tick * 10.0 / static_cast<double>(n);
   const double slow_ticks = kSlowNs / g_ns_per_tick;
+  // The scheduling counters, read outside the timed region only: after a
+  // slow op (closing its bracket) and every `every` ops (so that the
+  // bracket's opening reading is never far before the op).
+  SchedProbe probe;
+  const uint32_t every =
+      n == 1 && p.sample_every > 0 && (r->sched_source = probe.Open()) != SchedProbe::kNone
+          ? static_cast<uint32_t>(p.sample_every)
+          : 0;
+  r->samples = r->samples_long = r->sample_ticks = 0;
+  const auto long_reading = static_cast<uint64_t>(kLongReadingNs / g_ns_per_tick);
+  auto account = [r, long_reading](const SchedSample& s) {
+    const uint64_t t = s.tick_after - s.tick_before;
+    ++r->samples;
+    if (t < long_reading) {
+      r->sample_ticks += t;
+    } else {
+      ++r->samples_long;
+    }
+  };
+  SchedSample last{};
+  uint32_t since = 0;
+  if (every != 0) {
+    probe.Read(&last);
+    r->sched_first = last;
+  }
+  uint64_t t1 = start;
   for (;;) {
     filler.Fill(ops, n);
     const uint64_t t0 = TicksBegin();
     p.b->Run(ops, n, p.pipelined, buf.data(), cap, &r->outcome);
-    const uint64_t t1 = TicksEnd();
+    t1 = TicksEnd();
     const uint64_t dt = t1 - t0;
     // relaxed: the stall test's driver samples it as a progress counter.
     __atomic_store_n(&r->ops, r->ops + n, __ATOMIC_RELAXED);
     r->ticks += dt;
     if (dt > r->max_batch_ticks) r->max_batch_ticks = dt;
     r->hist.Record(static_cast<uint64_t>(static_cast<double>(dt) * tenths_per_tick));
-    if (n == 1 && static_cast<double>(dt) > slow_ticks && r->n_slow < std::size(r->slow)) {
-      r->slow[r->n_slow++] = {t0, dt, ops[0].type};
+    const bool slow = n == 1 && static_cast<double>(dt) > slow_ticks;
+    if (every != 0 && (slow || ++since == every)) {
+      since = 0;
+      SchedSample now;
+      probe.Read(&now);
+      account(now);
+      if (slow && r->n_slow < std::size(r->slow)) {
+        r->slow[r->n_slow++] = {t0,
+                                dt,
+                                ops[0].type,
+                                now.tick_after - last.tick_before,
+                                now.run_delay_ns - last.run_delay_ns,
+                                static_cast<uint32_t>(now.nivcsw - last.nivcsw),
+                                static_cast<uint32_t>(now.nvcsw - last.nvcsw),
+                                static_cast<uint32_t>(now.yields - last.yields)};
+      }
+      last = now;
+    } else if (slow && r->n_slow < std::size(r->slow)) {
+      r->slow[r->n_slow++] = {t0, dt, ops[0].type, 0, 0, 0, 0, 0};
     }
     issued += n;
     if (del) Reinsert(p, ops, n, buf.data(), cap, r);
     if (t1 >= end) break;
+  }
+  r->run_ticks = t1 - start;
+  if (every != 0) {
+    probe.Read(&r->sched_last);
+    account(r->sched_last);
   }
   r->issued = issued;
 }
@@ -551,6 +740,12 @@ class Driver {
     std::vector<std::string> all;
     for (const auto& w : AllWorkloads()) all.push_back(w.name);
     const std::string k = CountLabel(opt_.keys);
+    if (opt_.only == "stall") {
+      scenarios.push_back({"main", k + " × 64 B", opt_.keys, 64, {}, true});
+      rep->main_scenario = scenarios.back().label;
+      for (const auto& sc : scenarios) RunScenario(sc);
+      return;
+    }
     scenarios.push_back({"main", k + " × 64 B", opt_.keys, 64, all, true});
     rep->main_scenario = scenarios.back().label;
     scenarios.push_back({"v16", k + " × 16 B", opt_.keys, 16, {"get_hit", "set_update"}});
@@ -891,6 +1086,7 @@ class Driver {
         pl.warm_s = opt_.warm_s;
         pl.run_s = run_s;
         pl.run_id = ++run_id_;
+        pl.sample_every = i == 1 ? opt_.stall_sample_every : 0;
       }
       const Options& o = opt_;
       Control* ctl = ctl_;
@@ -920,29 +1116,73 @@ class Driver {
         res.p999 = r.hist.PercentileNs(99.9);
         res.max_ns = r.hist.MaxNs();
         // Slow ops that overlap a stop, and the others: machine noise (this
-        // machine is shared; a pinned process can still be preempted).
+        // machine is shared; a pinned process can still be preempted). Each
+        // as timed and less the runqueue wait that fell inside it.
         std::vector<double> worst_in_stop(static_cast<size_t>(ctl->n_stops), 0.0);
+        std::vector<double> worst_on_cpu_in_stop(worst_in_stop.size(), 0.0);
         for (uint32_t i = 0; i < r.n_slow; ++i) {
           const SlowOp& s = r.slow[i];
-          const double ns = static_cast<double>(s.ticks) * g_ns_per_tick;
-          bool during = false;
+          SlowOpInfo a = Attribute(s);
           for (int k = 0; k < ctl->n_stops; ++k) {
             if (s.start < ctl->stop_end[k] && s.start + s.ticks > ctl->stop_begin[k]) {
-              during = true;
+              a.during_stop = true;
               double& w = worst_in_stop[static_cast<size_t>(k)];
-              w = std::max(w, ns);
+              w = std::max(w, a.ns);
+              double& c = worst_on_cpu_in_stop[static_cast<size_t>(k)];
+              c = std::max(c, a.on_cpu_ns);
             }
           }
-          if (during) {
-            double& m = s.type == OpType::kGet ? res.during_get_max : res.during_set_max;
-            m = std::max(m, ns);
-            res.during_over_1ms += ns > 1e6;
+          if (a.during_stop) {
+            double& m = a.get ? res.during_get_max : res.during_set_max;
+            m = std::max(m, a.ns);
+            if (a.ns > res.during_worst.ns) res.during_worst = a;
+            if (a.on_cpu_ns > res.during_on_cpu_max) {
+              res.during_on_cpu_max = a.on_cpu_ns;
+              res.during_worst_on_cpu = a;
+            }
+            res.during_over_1ms += a.ns > 1e6;
+            res.during_over_1ms_on_cpu += a.on_cpu_ns > 1e6;
+            ++res.during_slow;
+            res.during_slow_preempted += a.preempted;
           } else {
-            res.outside_max = std::max(res.outside_max, ns);
-            res.outside_over_1ms += ns > 1e6;
+            res.outside_max = std::max(res.outside_max, a.ns);
+            res.outside_on_cpu_max = std::max(res.outside_on_cpu_max, a.on_cpu_ns);
+            res.outside_over_1ms += a.ns > 1e6;
+            res.outside_over_1ms_on_cpu += a.on_cpu_ns > 1e6;
+            ++res.outside_slow;
+            res.outside_slow_preempted += a.preempted;
+          }
+          // Listed: the ops during a stop > 1 ms, and those > 100 µs that
+          // preemption does not explain.
+          if (a.during_stop && (a.ns > 1e6 || !a.preempted) && res.listed.size() < 32) {
+            res.listed.push_back(a);
           }
         }
         for (double w : worst_in_stop) res.stops_over_1ms += w > 1e6;
+        for (double w : worst_on_cpu_in_stop) res.stops_over_1ms_on_cpu += w > 1e6;
+        res.slow_truncated = r.n_slow == std::size(r.slow);
+        res.sample_every = plans[1].sample_every;
+        if (r.sched_source != SchedProbe::kNone) {
+          res.sched_source = r.sched_source == SchedProbe::kSchedstat
+                                 ? "schedstat run_delay, getrusage"
+                                 : "getrusage only (no /proc/thread-self/schedstat)";
+          // The cost: the readings' time over the victim's run, an
+          // interrupted reading counted as a typical one.
+          res.samples = r.samples;
+          res.samples_long = r.samples_long;
+          const uint64_t typical = r.samples - r.samples_long;
+          if (typical > 0 && r.run_ticks > 0) {
+            res.sample_ns =
+                static_cast<double>(r.sample_ticks) * g_ns_per_tick / static_cast<double>(typical);
+            res.sample_cost = res.sample_ns * static_cast<double>(r.samples) /
+                              (static_cast<double>(r.run_ticks) * g_ns_per_tick);
+          }
+          res.run_delay_ns =
+              static_cast<double>(r.sched_last.run_delay_ns - r.sched_first.run_delay_ns);
+          res.nivcsw = r.sched_last.nivcsw - r.sched_first.nivcsw;
+          res.nvcsw = r.sched_last.nvcsw - r.sched_first.nvcsw;
+          res.yields = r.sched_last.yields - r.sched_first.yields;
+        }
         // Progress: the victim's ops/s while the writer was stopped, and
         // while it was not (the rest of the measured time).
         uint64_t ops_during = 0;
@@ -960,9 +1200,42 @@ class Driver {
         if (bad > 0) res.note = std::to_string(bad) + " victim ops failed";
       }
       rep_->stalls.push_back(res);
-      std::cerr << "bench_peers: stall test " << p.name << ": victim max "
-                << static_cast<int64_t>(res.max_ns) << " ns " << res.note << "\n";
+      const SlowOpInfo& w = res.during_worst;
+      std::fprintf(stderr,
+                   "bench_peers: stall test %s: victim max %.0f ns; worst op during a stop "
+                   "%.0f ns (runqueue wait in its bracket %.0f ns, %llu involuntary switches, "
+                   "%s), less runqueue wait %.0f ns; sampling %.2f %% of the run %s\n",
+                   p.name.c_str(), res.max_ns, w.ns, w.run_delay_ns,
+                   static_cast<unsigned long long>(w.nivcsw),
+                   !w.bracketed  ? "not bracketed"
+                   : w.preempted ? "preempted"
+                                 : "not preempted",
+                   res.during_on_cpu_max, res.sample_cost * 100, res.note.c_str());
     }
+  }
+
+  // What the scheduling counters say about a slow op: see SchedProbe.
+  static SlowOpInfo Attribute(const SlowOp& s) {
+    SlowOpInfo a;
+    a.get = s.type == OpType::kGet;
+    a.ns = static_cast<double>(s.ticks) * g_ns_per_tick;
+    a.on_cpu_ns = a.ns;
+    if (s.bracket_ticks == 0) return a;
+    a.bracketed = true;
+    a.bracket_ns = static_cast<double>(s.bracket_ticks) * g_ns_per_tick;
+    a.run_delay_ns = static_cast<double>(s.run_delay_ns);
+    a.nivcsw = s.nivcsw;
+    a.nvcsw = s.nvcsw;
+    a.yields = s.yields;
+    if (s.yields > 0) return a;  // its runqueue wait may be a yield's: subtract nothing
+    // Switched out against its will. Runqueue wait without that is the wait
+    // to get a CPU back after sleeping (boost-ipc's lock): subtracted too.
+    a.preempted = s.nivcsw > 0;
+    // At most bracket - op of the bracket's wait lies outside the op.
+    const double outside = std::max(0.0, a.bracket_ns - a.ns);
+    a.waited_ns = std::clamp(a.run_delay_ns - outside, 0.0, a.ns);
+    a.on_cpu_ns = a.ns - a.waited_ns;
+    return a;
   }
 
   void RunScenario(const ScenarioDef& sc) {
@@ -986,7 +1259,7 @@ class Driver {
 
     // results[workload][peer index][shape index] = one RunStats per rep
     std::map<std::tuple<size_t, size_t, size_t>, std::vector<RunStats>> results;
-    for (int rep = 0; rep < opt_.reps; ++rep) {
+    for (int rep = 0; rep < opt_.reps && !wls.empty(); ++rep) {
       for (size_t wi = 0; wi < wls.size(); ++wi) {
         for (int procs = 1; procs <= 2; ++procs) {
           for (size_t pi = 0; pi < peers_.size(); ++pi) {
@@ -1118,8 +1391,18 @@ bool ParseArgs(int argc, char** argv, Options* o) {
                           .Count("--callgrind-ops", &o->callgrind_ops)
                           .Text("--callgrind-op", &o->callgrind_op)
                           .Count("--callgrind-keys", &o->callgrind_keys)
+                          .Text("--only", &o->only)
+                          .Int("--stall-sample-every", &o->stall_sample_every)
                           .Parse(&argc, argv);
   if (!parsed) return false;
+  if (!o->only.empty() && o->only != "stall") {
+    std::cerr << "bench_peers: --only=stall is the only --only there is\n";
+    return false;
+  }
+  if (o->stall_sample_every < 0) {
+    std::cerr << "bench_peers: --stall-sample-every >= 0, please\n";
+    return false;
+  }
   if (o->reps < 1 || o->keys < 1000 || o->run_s <= 0) {
     std::cerr << "bench_peers: --reps >= 1, --keys >= 1000 and --run-ms > 0, please\n";
     return false;
@@ -1154,8 +1437,10 @@ int Main(int argc, char** argv) {
   std::cerr << "bench_peers: " << rep.mode << " run on " << rep.machine << "; TSC "
             << 1.0 / g_ns_per_tick << " GHz\n";
 
-  rep.memory = MeasureMemory(opt, &rep.messages);
-  rep.callgrind = MeasureCallgrind(opt, &rep.messages);
+  if (opt.only.empty()) {
+    rep.memory = MeasureMemory(opt, &rep.messages);
+    rep.callgrind = MeasureCallgrind(opt, &rep.messages);
+  }
   Driver driver(opt);
   driver.Run(&rep);
   rep.total_s = NowS() - t0;
@@ -1170,3 +1455,11 @@ int Main(int argc, char** argv) {
 }  // namespace peers
 
 int main(int argc, char** argv) { return bench::RunMain("bench_peers", peers::Main, argc, argv); }
+
+// Takes the place of libc's sched_yield() for the whole program, libshmkv.so
+// included (the executable's definition comes first in the lookup), to count
+// the yields: see SchedProbe. The same system call.
+extern "C" int sched_yield() noexcept {
+  ++peers::t_yields;
+  return static_cast<int>(syscall(SYS_sched_yield));
+}

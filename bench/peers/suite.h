@@ -27,6 +27,11 @@ struct Options {
   uint64_t callgrind_ops = 100'000;  // 0: no callgrind
   int stall_stops = 10;
   int stall_stop_ms = 50;
+  // The stall test's victim reads its scheduling counters every this many
+  // ops (and after every slow op); 0: never. 512: ~0.5 % of its time (see
+  // SchedProbe in bench_peers.cc).
+  int stall_sample_every = 512;
+  std::string only;  // "stall": only the stall test (no other run)
   // Internal: the driver runs itself under callgrind with these.
   std::string callgrind_op;
   uint64_t callgrind_keys = 0;
@@ -46,16 +51,53 @@ struct Row : Stats {
   std::string note;         // why it did not run, or a check that failed
 };
 
+// A victim op of the stall test slower than 100 µs, and what the victim's
+// scheduling counters, read just before and just after it (the bracket; see
+// SchedProbe in bench_peers.cc), say about it.
+struct SlowOpInfo {
+  bool during_stop = false, get = false;
+  double ns = 0;                               // as timed
+  bool bracketed = false;                      // the counters were read around it
+  double bracket_ns = 0;                       // from the reading before it to the one after
+  double run_delay_ns = 0;                     // time runnable but not running, over the bracket
+  uint64_t nivcsw = 0, nvcsw = 0, yields = 0;  // over the bracket
+  double waited_ns = 0;                        // runqueue wait that certainly fell inside the op
+  double on_cpu_ns = 0;  // ns - waited_ns: at most this long on a CPU or blocked
+  // The bracket shows an involuntary switch (preempted in or near the op;
+  // not told when the victim yielded in it).
+  bool preempted = false;
+};
+
 struct StallResult {
   std::string peer;
   int stops = 0, stop_ms = 0;
   uint64_t victim_ops = 0;
   double p50 = 0, p999 = 0, max_ns = 0;
-  // Victim ops slower than 100 µs, by whether they overlap a stop.
+  // Victim ops slower than 100 µs, by whether they overlap a stop: as
+  // timed, and less the runqueue wait that certainly fell inside them
+  // (on_cpu: the time the victim was on a CPU or blocked of its own accord).
   double during_get_max = 0, during_set_max = 0, outside_max = 0;
+  double during_on_cpu_max = 0, outside_on_cpu_max = 0;
+  SlowOpInfo during_worst, during_worst_on_cpu;  // the ops behind the two maxima
   uint64_t during_over_1ms = 0, outside_over_1ms = 0;
+  uint64_t during_over_1ms_on_cpu = 0, outside_over_1ms_on_cpu = 0;
+  uint64_t during_slow = 0, during_slow_preempted = 0;  // ops > 100 µs
+  uint64_t outside_slow = 0, outside_slow_preempted = 0;
   double rate_during = 0, rate_outside = 0;  // victim ops/s while stopped / not
   int stops_over_1ms = 0;                    // stops during which some victim op took > 1 ms
+  int stops_over_1ms_on_cpu = 0;             // the same, less runqueue wait
+  // The ops during a stop > 1 ms as timed, and those > 100 µs that were
+  // not preempted, in order (32 at most).
+  std::vector<SlowOpInfo> listed;
+  bool slow_truncated = false;  // the worker's list of slow ops filled up
+  // The sampling of the victim's scheduling counters.
+  std::string sched_source;  // what was read; empty: nothing
+  int sample_every = 0;
+  uint64_t samples = 0, samples_long = 0;  // readings; those interrupted
+  double sample_ns = 0;                    // a reading's time, on average (not interrupted)
+  double sample_cost = 0;                  // sample_ns × samples over the victim's run
+  double run_delay_ns = 0;                 // over the whole run
+  uint64_t nivcsw = 0, nvcsw = 0, yields = 0;
   std::string note;
 };
 

@@ -25,18 +25,14 @@
 
 namespace shmkv::internal {
 
-inline uint64_t LoadAcquire(const uint64_t* p) {
-  return std::atomic_ref<uint64_t>(*const_cast<uint64_t*>(p)).load(std::memory_order_acquire);
-}
-inline uint64_t LoadRelaxed(const uint64_t* p) {
-  return std::atomic_ref<uint64_t>(*const_cast<uint64_t*>(p)).load(std::memory_order_relaxed);
-}
-inline void StoreRelaxed(uint64_t* p, uint64_t v) {
-  std::atomic_ref<uint64_t>(*p).store(v, std::memory_order_relaxed);
-}
-inline void StoreRelease(uint64_t* p, uint64_t v) {
-  std::atomic_ref<uint64_t>(*p).store(v, std::memory_order_release);
-}
+// The builtins std::atomic_ref is made of, called directly for the plain
+// loads and stores: GCC 12's atomic_ref<T>::load goes through a stack
+// temporary that it does not always optimise away (a spill per word in the
+// copy loops).
+inline uint64_t LoadAcquire(const uint64_t* p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
+inline uint64_t LoadRelaxed(const uint64_t* p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
+inline void StoreRelaxed(uint64_t* p, uint64_t v) { __atomic_store_n(p, v, __ATOMIC_RELAXED); }
+inline void StoreRelease(uint64_t* p, uint64_t v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
 inline uint32_t LoadAcquire32(const uint32_t* p) {
   return std::atomic_ref<uint32_t>(*const_cast<uint32_t*>(p)).load(std::memory_order_acquire);
 }
@@ -128,9 +124,19 @@ inline void CopyOut(void* dst, const unsigned char* block, size_t from, size_t l
     len -= n;
     w += 8;
   }
+  // Plain unaligned stores (memcpy from a local spilled every word to the
+  // stack), unrolled for the common case.
+  typedef uint64_t __attribute__((may_alias, aligned(1))) UnalignedWord;
+  for (; len >= 32; len -= 32, w += 32, out += 32) {
+    const uint64_t v0 = WordAt(block, w), v1 = WordAt(block, w + 8);
+    const uint64_t v2 = WordAt(block, w + 16), v3 = WordAt(block, w + 24);
+    reinterpret_cast<UnalignedWord*>(out)[0] = v0;
+    reinterpret_cast<UnalignedWord*>(out)[1] = v1;
+    reinterpret_cast<UnalignedWord*>(out)[2] = v2;
+    reinterpret_cast<UnalignedWord*>(out)[3] = v3;
+  }
   for (; len >= 8; len -= 8, w += 8, out += 8) {
-    const uint64_t v = WordAt(block, w);
-    std::memcpy(out, &v, 8);  // constant size: a plain store
+    *reinterpret_cast<UnalignedWord*>(out) = WordAt(block, w);
   }
   if (len > 0) {
     const uint64_t v = WordAt(block, w);

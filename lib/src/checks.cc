@@ -3,7 +3,7 @@
 
 namespace shmkv::internal {
 
-int CheckKey(const shmkv_t* kv, const void* key, size_t len) {
+int CheckKeySlow(const shmkv_t* kv, const void* key, size_t len) {
   if (key == nullptr) return Fail(SHMKV_EINVAL, "key is NULL");
   if (len == 0) return Fail(SHMKV_EINVAL, "key is empty");
   if (len > kv->v.max_key_len)
@@ -48,37 +48,12 @@ int CheckThrottle(const shmkv_t* kv, uint64_t rate, uint64_t period_ms, uint64_t
   return 0;
 }
 
-// Sets up the per-operation context. Writers need a participant; readers
-// on read-only handles run without one (they write nothing).
-int EnterLazyClock(shmkv_t* kv, Ctx* c) {
-  ClearError();
-  if (kv->read_only) {
-    c->p = nullptr;
-  } else {
-    int rc = 0;
-    c->p = CurrentParticipant(kv, &rc);
-    if (c->p == nullptr) return rc;
-  }
-  c->now = 0;
-  return 0;
-}
-
-void EnsureNow(Ctx& c) {
-  if (c.now == 0) c.now = SegmentNowMs(c.kv->v.epoch_ns, c.kv->precise);
-}
-
-int Enter(shmkv_t* kv, bool write, Ctx* c) {
-  ClearError();
-  if (kv->read_only) {
-    if (write) return Fail(SHMKV_EREADONLY, "the handle is read-only");
-    c->p = nullptr;
-  } else {
-    int rc = 0;
-    c->p = CurrentParticipant(kv, &rc);
-    if (c->p == nullptr) return rc;
-  }
-  c->now = SegmentNowMs(kv->v.epoch_ns, kv->precise);
-  return 0;
+// The participant of the calling thread when the inline entry (handle.h)
+// did not have it: first call of this thread or after a fork.
+int EnterSlow(shmkv_t* kv, Ctx* c) {
+  int rc = 0;
+  c->p = CurrentParticipant(kv, &rc);
+  return c->p == nullptr ? rc : 0;
 }
 
 }  // namespace shmkv::internal

@@ -5,6 +5,7 @@
 
 #include <sys/types.h>
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -77,10 +78,27 @@ struct Ctx {
   }
 };
 
+// The inline entry of every operation (registry.cc keeps it): the
+// participant this thread used last (handle serial, pid: a fork child or
+// another handle misses and takes the full path), and whether the thread
+// has an error message set, so that clearing it costs nothing otherwise.
+struct ThreadFast {
+  uint64_t serial;
+  pid_t pid;
+  PartLocal* part;
+  bool has_error;
+};
+extern __thread ThreadFast t_fast __attribute__((tls_model("initial-exec")));
+extern std::atomic<pid_t> g_pid;  // this process (refreshed at fork)
+
 // Thread-local detail of the last error (shmkv_last_error).
 void SetError(const std::string& msg);
-void ClearError();
+void ClearErrorSlow();
+inline void ClearError() {
+  if (t_fast.has_error) ClearErrorSlow();
+}
 int Fail(int rc, const std::string& msg);  // SetError(msg), return rc
+int Fail(int rc, const char* msg);
 
 // shmkv_throttle, with the arguments turned into nanoseconds of segment
 // time by CheckThrottle: interval = period / rate, tolerance = burst x
@@ -98,17 +116,44 @@ struct ThrottleResult {
 
 // checks.cc: argument checks (error code + message) and the entry of
 // every operation (participant, clock).
-int CheckKey(const shmkv_t* kv, const void* key, size_t len);
+int CheckKeySlow(const shmkv_t* kv, const void* key, size_t len);
+inline int CheckKey(const shmkv_t* kv, const void* key, size_t len) {
+  if (key != nullptr && len != 0 && len <= kv->v.max_key_len) [[likely]]
+    return 0;
+  return CheckKeySlow(kv, key, len);
+}
 int CheckValue(const shmkv_t* kv, const void* val, size_t len);
 int CheckTtl(uint64_t ttl_ms);
 // Validates shmkv_throttle's arguments and fills *a (now_ns: now).
 int CheckThrottle(const shmkv_t* kv, uint64_t rate, uint64_t period_ms, uint64_t burst,
                   ThrottleArgs* a);
-int Enter(shmkv_t* kv, bool write, Ctx* c);
+int EnterSlow(shmkv_t* kv, Ctx* c);  // c->p: the participant, registering if needed
 // Enter for reads that look at the clock only if the entry they find has
 // an expiry: c->now stays 0 until EnsureNow (OpGet and OpMGet only).
-int EnterLazyClock(shmkv_t* kv, Ctx* c);
-void EnsureNow(Ctx& c);
+inline int EnterLazyClock(shmkv_t* kv, Ctx* c) {
+  ClearError();
+  c->now = 0;
+  c->p = nullptr;
+  if (kv->read_only) return 0;
+  const ThreadFast& f = t_fast;
+  if (f.serial == kv->serial && f.pid == g_pid.load(std::memory_order_relaxed)) [[likely]] {
+    c->p = f.part;
+    return 0;
+  }
+  return EnterSlow(kv, c);
+}
+inline void EnsureNow(Ctx& c) {
+  if (c.now == 0) c.now = SegmentNowMs(c.kv->v.epoch_ns, c.kv->precise);
+}
+inline int Enter(shmkv_t* kv, bool write, Ctx* c) {
+  if (write && kv->read_only) [[unlikely]] {
+    ClearError();
+    return Fail(SHMKV_EREADONLY, "the handle is read-only");
+  }
+  if (int rc = EnterLazyClock(kv, c)) return rc;
+  EnsureNow(*c);
+  return 0;
+}
 
 // registry.cc
 const char* LastError();

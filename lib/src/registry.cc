@@ -37,9 +37,14 @@ uint64_t PartSt(uint64_t w) { return w & 0xff; }
 uint64_t PartProc(uint64_t w) { return (w >> 8) & 0xffffff; }
 uint64_t PartInc(uint64_t w) { return w >> 32; }
 
+}  // namespace
+
 // This process's pid without a system call per operation (glibc does not
 // cache getpid()); refreshed in the child by the fork handler below.
 std::atomic<pid_t> g_pid{0};
+__thread ThreadFast t_fast __attribute__((tls_model("initial-exec"))) = {0, 0, nullptr, false};
+
+namespace {
 
 pid_t CurrentPid() {
   const pid_t p = g_pid.load(std::memory_order_relaxed);
@@ -149,12 +154,21 @@ void ReleaseParticipant(shmkv_t* kv, PartLocal* p) {
 
 }  // namespace
 
-void SetError(const std::string& msg) { State().last_error = msg; }
-void ClearError() {
-  if (t_state != nullptr && !t_state->last_error.empty()) t_state->last_error.clear();
+void SetError(const std::string& msg) {
+  State().last_error = msg;
+  t_fast.has_error = true;
+}
+void ClearErrorSlow() {
+  if (t_state != nullptr) t_state->last_error.clear();
+  t_fast.has_error = false;
 }
 int Fail(int rc, const std::string& msg) {
-  State().last_error = msg;
+  SetError(msg);
+  return rc;
+}
+int Fail(int rc, const char* msg) {
+  State().last_error.assign(msg);
+  t_fast.has_error = true;
   return rc;
 }
 const char* LastError() { return State().last_error.c_str(); }
@@ -238,7 +252,10 @@ PartLocal* CurrentParticipant(shmkv_t* kv, int* rc) {
   const pid_t pid = CurrentPid();
   ThreadState& ts = State();
   for (const TlsEntry& x : ts.parts) {
-    if (x.serial == kv->serial && x.pid == pid) return x.part;
+    if (x.serial == kv->serial && x.pid == pid) {
+      t_fast = {kv->serial, pid, x.part, t_fast.has_error};
+      return x.part;
+    }
   }
   std::lock_guard<std::mutex> hg(g_handles_mu);
   std::lock_guard<std::mutex> g(kv->mu);
@@ -250,6 +267,7 @@ PartLocal* CurrentParticipant(shmkv_t* kv, int* rc) {
     return x.pid != pid || Handles().count(x.serial) == 0;
   });
   ts.parts.push_back({kv->serial, pid, p});
+  t_fast = {kv->serial, pid, p, t_fast.has_error};
   return p;
 }
 

@@ -131,6 +131,7 @@ struct View {
   uint32_t class_size[kMaxClasses] = {};
   uint32_t class_bpp[kMaxClasses] = {};    // blocks per page (1 for runs)
   uint32_t class_pages[kMaxClasses] = {};  // pages per block run (1: not a run)
+  uint64_t class_inv[kMaxClasses] = {};    // 2^40 / (class size in 64-byte lines) + 1
   // ClassFor's answer for block sizes up to kClassLookupLines * 64 bytes,
   // by size in 64-byte lines (class sizes are multiples of 64); 0xff: none.
   static constexpr uint32_t kClassLookupLines = 1024;
@@ -155,8 +156,13 @@ struct View {
     const uint64_t rel = off - data_off;
     const uint64_t page = rel >> page_shift;
     if (page >= n_pages) return nullptr;
-    const uint64_t in_page = rel & (page_size - 1);
-    if (in_page % class_size[cls] != 0 || in_page / class_size[cls] >= class_bpp[cls])
+    // in_page / class size without a division: fixed point with 40
+    // fractional bits, exact for line < 2^18 (page_shift <= 24) and any
+    // class of up to 2^22 lines (checked exhaustively): the quotient is
+    // p >> 40, and the remainder is 0 iff p's fraction is below the factor.
+    const uint64_t line = (rel & (page_size - 1)) >> 6;
+    const uint64_t p = line * class_inv[cls];
+    if ((p & ((uint64_t{1} << 40) - 1)) >= class_inv[cls] || (p >> 40) >= class_bpp[cls])
       return nullptr;
     if (page + class_pages[cls] > n_pages) return nullptr;  // a run must end inside the data
     return base + off;
