@@ -654,8 +654,8 @@ int GetHashed(Ctx& c, std::string_view key, const KeyHash& h, const Cands& cs, v
 
 // Flattened: the whole read path in one function (each call level cost
 // about 10 instructions of a ~300-instruction get).
-[[gnu::flatten]] int OpGet(Ctx& c, std::string_view key, void* buf, size_t buf_len,
-                           size_t* val_len, shmkv_item_info_t* info) {
+[[gnu::flatten]] int OpGet(Ctx& c, std::string_view key, void* buf, size_t buf_len, size_t* val_len,
+                           shmkv_item_info_t* info) {
   const KeyHash h = HashKey(c.v, key.data(), key.size());
   return GetHashed(c, key, h, CandidatesOf(c.v, h), buf, buf_len, val_len, info);
 }
