@@ -50,7 +50,9 @@
 //               --memcached-evict=SOCK [--smoke] [--out=DIR] [--commit=ID]
 //               [--peers=shmkv,redis,...] [--reps=N] [--run-ms=N]
 //               [--warm-ms=N] [--keys=N] [--big-keys=N] [--callgrind-ops=N]
-//               [--only=stall] [--stall-sample-every=N]
+//               [--only=stall|main:W,...] [--stall-sample-every=N]
+// --only=main:get_hit,set_update runs those workloads of the main scenario
+// alone (no stall test, memory, callgrind or other scenario).
 // --only=stall runs the stall test alone (no memory, callgrind or throughput
 // runs); --stall-sample-every=0 turns the victim's scheduling counters off.
 // scripts/bench.sh starts the servers and runs this. Results: OUT/latest.md
@@ -746,6 +748,18 @@ class Driver {
       for (const auto& sc : scenarios) RunScenario(sc);
       return;
     }
+    if (opt_.only.rfind("main:", 0) == 0) {  // some workloads of the main scenario alone
+      std::vector<std::string> some;
+      for (size_t i = 5; i <= opt_.only.size();) {
+        const size_t j = std::min(opt_.only.find(',', i), opt_.only.size());
+        some.push_back(opt_.only.substr(i, j - i));
+        i = j + 1;
+      }
+      scenarios.push_back({"main", k + " × 64 B", opt_.keys, 64, some});
+      rep->main_scenario = scenarios.back().label;
+      for (const auto& sc : scenarios) RunScenario(sc);
+      return;
+    }
     scenarios.push_back({"main", k + " × 64 B", opt_.keys, 64, all, true});
     rep->main_scenario = scenarios.back().label;
     scenarios.push_back({"v16", k + " × 16 B", opt_.keys, 16, {"get_hit", "set_update"}});
@@ -1395,8 +1409,19 @@ bool ParseArgs(int argc, char** argv, Options* o) {
                           .Int("--stall-sample-every", &o->stall_sample_every)
                           .Parse(&argc, argv);
   if (!parsed) return false;
-  if (!o->only.empty() && o->only != "stall") {
-    std::cerr << "bench_peers: --only=stall is the only --only there is\n";
+  if (o->only.rfind("main:", 0) == 0) {
+    for (size_t i = 5; i <= o->only.size();) {
+      const size_t j = std::min(o->only.find(',', i), o->only.size());
+      const std::string w = o->only.substr(i, j - i);
+      const auto& all = AllWorkloads();
+      if (std::none_of(all.begin(), all.end(), [&](const Workload& x) { return x.name == w; })) {
+        std::cerr << "bench_peers: --only=main: no workload named '" << w << "'\n";
+        return false;
+      }
+      i = j + 1;
+    }
+  } else if (!o->only.empty() && o->only != "stall") {
+    std::cerr << "bench_peers: --only is stall or main:WORKLOAD[,WORKLOAD...]\n";
     return false;
   }
   if (o->stall_sample_every < 0) {

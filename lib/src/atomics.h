@@ -178,6 +178,22 @@ inline void CopyIn(unsigned char* block, size_t to, const void* src, size_t len)
   const auto* in = static_cast<const unsigned char*>(src);
   size_t w = to & ~size_t{7};
   size_t skip = to - w;
+  if (skip == 0) {  // whole words first, unrolled (the common case: aligned)
+    typedef uint64_t __attribute__((may_alias, aligned(1))) UnalignedWord;
+    const auto* words = reinterpret_cast<const UnalignedWord*>(in);
+    auto* out = reinterpret_cast<uint64_t*>(block + w);
+    size_t i = 0;
+    for (; (i + 4) * 8 <= len; i += 4) {
+      StoreRelaxed(out + i, words[i]);
+      StoreRelaxed(out + i + 1, words[i + 1]);
+      StoreRelaxed(out + i + 2, words[i + 2]);
+      StoreRelaxed(out + i + 3, words[i + 3]);
+    }
+    for (; (i + 1) * 8 <= len; ++i) StoreRelaxed(out + i, words[i]);
+    in += i * 8;
+    len -= i * 8;
+    w += i * 8;
+  }
   while (len > 0) {
     auto* word = reinterpret_cast<uint64_t*>(block + w);
     uint64_t v;

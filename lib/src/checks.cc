@@ -12,7 +12,7 @@ int CheckKeySlow(const shmkv_t* kv, const void* key, size_t len) {
   return 0;
 }
 
-int CheckValue(const shmkv_t* kv, const void* val, size_t len) {
+int CheckValueSlow(const shmkv_t* kv, const void* val, size_t len) {
   if (val == nullptr && len != 0) return Fail(SHMKV_EINVAL, "value is NULL");
   if (len > kv->v.max_value_len)
     return Fail(SHMKV_EVALTOOBIG, "value of " + std::to_string(len) +
@@ -21,7 +21,7 @@ int CheckValue(const shmkv_t* kv, const void* val, size_t len) {
   return 0;
 }
 
-int CheckTtl(uint64_t ttl_ms) {
+int CheckTtlSlow(uint64_t ttl_ms) {
   if (ttl_ms == ~uint64_t{0}) return Fail(SHMKV_EINVAL, "ttl is negative");
   if (ttl_ms > kMaxTtlMs)
     return Fail(SHMKV_EINVAL, "ttl of " + std::to_string(ttl_ms) +

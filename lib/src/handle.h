@@ -122,8 +122,18 @@ inline int CheckKey(const shmkv_t* kv, const void* key, size_t len) {
     return 0;
   return CheckKeySlow(kv, key, len);
 }
-int CheckValue(const shmkv_t* kv, const void* val, size_t len);
-int CheckTtl(uint64_t ttl_ms);
+int CheckValueSlow(const shmkv_t* kv, const void* val, size_t len);
+inline int CheckValue(const shmkv_t* kv, const void* val, size_t len) {
+  if ((val != nullptr || len == 0) && len <= kv->v.max_value_len) [[likely]]
+    return 0;
+  return CheckValueSlow(kv, val, len);
+}
+int CheckTtlSlow(uint64_t ttl_ms);
+inline int CheckTtl(uint64_t ttl_ms) {
+  if (ttl_ms <= kMaxTtlMs) [[likely]]
+    return 0;
+  return CheckTtlSlow(ttl_ms);
+}
 // Validates shmkv_throttle's arguments and fills *a (now_ns: now).
 int CheckThrottle(const shmkv_t* kv, uint64_t rate, uint64_t period_ms, uint64_t burst,
                   ThrottleArgs* a);

@@ -78,7 +78,7 @@ struct Cands {
   Slot* s(int i) const { return &b[i >> 2]->slot[i & 3]; }
 };
 
-Cands CandidatesOf(const View& v, const KeyHash& h) {
+[[gnu::always_inline]] inline Cands CandidatesOf(const View& v, const KeyHash& h) {
   uint64_t b1, b2;
   BucketsOf(v, h, &b1, &b2);
   // Both lines now: a key in b2 (or a miss) needs them both, and the two
@@ -98,7 +98,7 @@ struct BlockMeta {
   uint8_t flags;
 };
 
-BlockMeta ReadMeta(const unsigned char* blk) {
+[[gnu::always_inline]] inline BlockMeta ReadMeta(const unsigned char* blk) {
   auto word = [blk](uint32_t off) {
     return LoadRelaxed(reinterpret_cast<const uint64_t*>(blk + off));
   };
@@ -137,7 +137,7 @@ bool Expired(uint64_t expiry, uint64_t now) { return expiry != 0 && expiry <= no
 // Re-reads a slot after a racy block read. True iff the slot still holds
 // the same link (version and ref, the CLOCK bit aside): then the block was
 // linked to it for the whole read (Invariant 1, 3, 4).
-bool Unchanged(const Slot* s, const SlotWord& w) {
+[[gnu::always_inline]] inline bool Unchanged(const Slot* s, const SlotWord& w) {
 #if defined(SHMKV_TESTING)
   if (shmkv::testing::SkipReadValidation()) return true;
 #endif
@@ -168,8 +168,9 @@ struct Found {
 enum class Read { kMiss, kHit, kRetry };
 
 // design-notes §4.1: snapshot, racy copy, re-check.
-Read ReadCandidate(const View& v, Slot* s, std::string_view key, const KeyHash& h, void* buf,
-                   size_t cap, Found* f) {
+[[gnu::always_inline]] inline Read ReadCandidate(const View& v, Slot* s, std::string_view key,
+                                                 const KeyHash& h, void* buf, size_t cap,
+                                                 Found* f) {
   const SlotWord w = LoadSlot(s);  // acquire: pairs with the publishing slot CAS
   if (ref::State(w.ref) != kLive || ref::Tag(w.ref) != h.tag()) return Read::kMiss;
   const uint32_t cls = static_cast<uint32_t>(ref::Class(w.ref));
