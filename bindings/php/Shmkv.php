@@ -70,6 +70,7 @@ typedef struct shmkv_item_info {
   uint32_t write_flags;
 } shmkv_item_info_t;
 int shmkv_get(shmkv_t *kv, const void *key, size_t key_len, void *buf, size_t buf_len, size_t *val_len, shmkv_item_info_t *info);
+int64_t shmkv_get_into(shmkv_t *kv, const void *key, size_t key_len, void *buf, size_t buf_len);
 typedef struct shmkv_write_opts {
   uint32_t struct_size;
   uint32_t mode;
@@ -131,7 +132,6 @@ CDEF;
     private ?FFI\CData $h;
     private FFI\CData $buf;      // char[bufLen], reused by every get()
     private int $bufLen;
-    private FFI\CData $len;      // size_t[1]: get()'s value length
     private FFI\CData $num;      // int64_t[1]: incr() and ttl() results
     private FFI\CData $cas;      // uint64_t[1]: add()'s new cas token
     private FFI\CData $addOpts;  // shmkv_write_opts_t for add()
@@ -244,7 +244,6 @@ CDEF;
         $this->h = $h;
         $this->bufLen = self::INITIAL_BUFFER;
         $this->buf = $ffi->new('char[' . self::INITIAL_BUFFER . ']');
-        $this->len = $ffi->new('size_t[1]');
         $this->num = $ffi->new('int64_t[1]');
         $this->cas = $ffi->new('uint64_t[1]');
         $this->addOpts = $ffi->new('shmkv_write_opts_t');
@@ -276,34 +275,33 @@ CDEF;
     /** The value, or null when the key is missing or expired. */
     public function get(string $key): ?string
     {
-        // The hot path: one FFI call into the reused buffer, one copy out.
-        $rc = $this->ffi->shmkv_get($this->h ?? $this->closed(), $key, \strlen($key),
-                                    $this->buf, $this->bufLen, $this->len, null);
-        if ($rc === 0) {
-            return FFI::string($this->buf, $this->len[0]);
+        // The hot path: one FFI call of five arguments (each costs) into the
+        // reused buffer, which returns the length; one copy out.
+        $n = $this->ffi->shmkv_get_into($this->h ?? $this->closed(), $key, \strlen($key),
+                                        $this->buf, $this->bufLen);
+        if ($n >= 0 && $n <= $this->bufLen) {
+            return FFI::string($this->buf, $n);
         }
-        return $this->getSlow($key, $rc);
+        return $this->getSlow($key, $n);
     }
 
-    private function getSlow(string $key, int $rc): ?string
+    private function getSlow(string $key, int $n): ?string
     {
         // A value larger than the buffer: grow it to the size the library
         // reported and retry (the value may have grown again meanwhile).
-        while ($rc === self::ETOOSMALL) {
-            $need = $this->len[0];
-            $size = max($need, 2 * $this->bufLen);
+        while ($n > $this->bufLen) {
+            $size = max($n, 2 * $this->bufLen);
             $this->buf = $this->ffi->new("char[$size]");
             $this->bufLen = $size;
-            $rc = $this->ffi->shmkv_get($this->h, $key, \strlen($key),
-                                        $this->buf, $this->bufLen, $this->len, null);
+            $n = $this->ffi->shmkv_get_into($this->h, $key, \strlen($key), $this->buf, $this->bufLen);
         }
-        if ($rc === 0) {
-            return FFI::string($this->buf, $this->len[0]);
+        if ($n >= 0) {
+            return FFI::string($this->buf, $n);
         }
-        if ($rc === self::ENOTFOUND) {
+        if ($n === self::ENOTFOUND) {
             return null;
         }
-        throw self::error($this->ffi, $rc, 'get');
+        throw self::error($this->ffi, $n, 'get');
     }
 
     /** Upsert. $ttlMs: milliseconds, 0 = no expiry. */

@@ -42,7 +42,7 @@ std::string_view Bytes(const void* p, size_t n) {
 }
 
 template <typename F>
-int Guard(F&& f) noexcept {
+auto Guard(F&& f) noexcept -> decltype(f()) {
   try {
     return f();
   } catch (const std::bad_alloc&) {
@@ -135,6 +135,19 @@ int shmkv_get(shmkv_t* kv, const void* key, size_t key_len, void* buf, size_t bu
     if (rc == SHMKV_ETOOSMALL)
       return Fail(rc, "buffer of " + std::to_string(buf_len) + " bytes is too small for " +
                           std::to_string(*val_len));
+    return rc;
+  });
+}
+
+int64_t shmkv_get_into(shmkv_t* kv, const void* key, size_t key_len, void* buf, size_t buf_len) {
+  return Guard([&]() -> int64_t {
+    SHMKV_ENTER_LAZY_CLOCK(kv);
+    if (int rc = CheckKey(kv, key, key_len)) return rc;
+    if (buf == nullptr && buf_len != 0) return Fail(SHMKV_EINVAL, "buf is NULL but buf_len > 0");
+    size_t len = 0;
+    const int rc = shmkv::internal::OpGet(c, Bytes(key, key_len), buf, buf_len, &len, nullptr);
+    if (rc == 0 || rc == SHMKV_ETOOSMALL) return static_cast<int64_t>(len);
+    if (rc == SHMKV_ENOTFOUND) return Fail(rc, "key not found");
     return rc;
   });
 }

@@ -52,7 +52,9 @@ uint32_t BuildClasses(uint64_t page, uint64_t max_block, uint32_t* sizes) {
     }
   }
   if (sizes[n - 1] != page && n < kMaxClasses) sizes[n++] = static_cast<uint32_t>(page);
-  for (uint64_t m = 2; page * (m - 1) < max_block && n < kMaxClasses;
+  // Until one holds max_block (m grows by more than one page past 8: the
+  // last class is sizes[n - 1], not m - 1 pages).
+  for (uint64_t m = 2; sizes[n - 1] < max_block && n < kMaxClasses;
        m = std::max(m + 1, m * 5 / 4)) {
     if (page * m > (1ull << 31)) break;
     sizes[n++] = static_cast<uint32_t>(page * m);
@@ -182,7 +184,9 @@ int PlanLayout(const shmkv_options_t& o, Header* h, std::string* why) {
 
   const uint64_t bitmap_words = (page / 64 + 63) / 64;
   const uint64_t per_page = page + 8 + bitmap_words * 8;
-  const uint64_t align = std::min<uint64_t>(page, 2 * kMiB);
+  // The data area starts on an OS page; on a huge page (2 MiB) when its pages
+  // are huge pages (then it has 16 of them at least).
+  const uint64_t align = page >= 2 * kMiB ? 2 * kMiB : 4096;
   uint64_t n_pages = rem / per_page;
   for (;;) {
     if (n_pages < 2) {

@@ -117,6 +117,21 @@ int main(void) {
   CHECK(len == 3 && memcmp(buf, "x\0y", 3) == 0);
   CHECK_RC(shmkv_get(kv, "a", 1, buf, sizeof(buf), &len, NULL), SHMKV_ENOTFOUND);
 
+  /* get_into: the length, copied only if it fits; errors negative */
+  {
+    char small[3] = {'?', '?', '?'};
+    CHECK(shmkv_get_into(kv, "hello", 5, buf, sizeof(buf)) == 5 && memcmp(buf, "world", 5) == 0);
+    CHECK(shmkv_get_into(kv, "hello", 5, small, sizeof(small)) == 5 && small[0] == '?');
+    CHECK(shmkv_get_into(kv, "hello", 5, NULL, 0) == 5);
+    CHECK(shmkv_get_into(kv, "a\0b", 3, buf, sizeof(buf)) == 3 && memcmp(buf, "x\0y", 3) == 0);
+    CHECK(shmkv_get_into(kv, "nope", 4, buf, sizeof(buf)) == SHMKV_ENOTFOUND);
+    CHECK(strstr(shmkv_last_error(), "not found") != NULL);
+    CHECK(shmkv_get_into(kv, "", 0, buf, sizeof(buf)) == SHMKV_EINVAL);
+    CHECK(shmkv_get_into(kv, "hello", 5, NULL, 4) == SHMKV_EINVAL);
+    CHECK(strstr(shmkv_last_error(), "buf is NULL") != NULL);
+    CHECK(shmkv_get_into(NULL, "hello", 5, buf, sizeof(buf)) == SHMKV_EINVAL);
+  }
+
   /* get_alloc */
   CHECK_RC(shmkv_get_alloc(kv, "hello", 5, &p, &len, NULL), 0);
   CHECK(p != NULL && len == 5 && memcmp(p, "world", 5) == 0);

@@ -110,6 +110,13 @@ typedef struct shmkv_item_info {
    returns SHMKV_ETOOSMALL, or 0 for an empty value, which is legal). */
 SHMKV_EXPORT int shmkv_get(shmkv_t *kv, const void *key, size_t key_len, void *buf, size_t buf_len,
                            size_t *val_len, shmkv_item_info_t *info);
+/* shmkv_get for callers that pay for every argument (PHP FFI, ctypes):
+   returns the value's length (>= 0), having copied the value into buf if
+   it fits (length <= buf_len; else nothing is copied: grow buf to the
+   length returned and call again), or a negative error code
+   (SHMKV_ENOTFOUND, SHMKV_EINVAL, ...; message in shmkv_last_error). */
+SHMKV_EXPORT int64_t shmkv_get_into(shmkv_t *kv, const void *key, size_t key_len, void *buf,
+                                    size_t buf_len);
 /* Same, into a malloc'd buffer released with shmkv_free. */
 SHMKV_EXPORT int shmkv_get_alloc(shmkv_t *kv, const void *key, size_t key_len, void **val,
                                  size_t *val_len, shmkv_item_info_t *info);
