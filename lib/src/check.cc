@@ -187,6 +187,8 @@ struct Checker {
         switch (bstate::St(bs)) {
           case kFree:
             ++census.blocks_free;
+            if (v.class_pages[cls] == 1 && (LoadRelaxed(&v.BitmapOf(page)[i / 64]) >> (i % 64)) & 1)
+              ++census.free_hidden;
             break;
           case kAlloc:
             ++census.blocks_alloc;

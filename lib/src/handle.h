@@ -32,7 +32,8 @@ struct PartLocal {
   uint32_t rotor[kMaxClasses] = {};     // bitmap word to start at
   uint32_t scan_pos[kMaxClasses] = {};  // page + 1 where the next page search starts
   // (page + 1) << 32 | block index of the block this participant freed last
-  // in each class; 0 = none (a hint: the block may be taken meanwhile).
+  // in each class, held for its next allocation with its hint bit set;
+  // 0 = none (the block may still be taken meanwhile: its state decides).
   uint64_t reuse[kMaxClasses] = {};
   uint64_t rng = 0;
 
@@ -186,7 +187,15 @@ void RunCheck(shmkv_t* kv, bool offline, Census* census, uint64_t* problems, uin
 // alloc.cc
 int ClassFor(const View& v, uint64_t bytes);  // -1 if too big
 unsigned char* Alloc(Ctx& c, uint32_t cls, uint64_t* gen, int* rc);
-void FreeBlock(const View& v, PartLocal* p, unsigned char* blk, uint32_t cls, uint64_t gen);
+// Frees blk (one CAS on its state, Invariant 4). With a participant p and
+// hold, a single-page block is held for p's next allocation of its class
+// (its hint bit stays set; see ClaimReused in alloc.cc), letting go of the
+// one held before.
+void FreeBlock(const View& v, PartLocal* p, unsigned char* blk, uint32_t cls, uint64_t gen,
+               bool hold = true);
+// Lets go of a block held by FreeBlock (held: PartLocal::reuse's word):
+// clears its hint bit.
+void ReleaseHeld(const View& v, uint32_t cls, uint64_t held);
 void RebuildHints(const View& v);
 void RebuildHints(const View& v, uint64_t first_page, uint64_t pages);
 // Blocks of page `page` (class cls) that the hints say are free.

@@ -147,6 +147,10 @@ void FoldStats(const View& v, ParticipantRecord* rec) {
 
 void ReleaseParticipant(shmkv_t* kv, PartLocal* p) {
   const View& v = kv->v;
+  for (uint32_t cls = 0; cls < v.n_classes; ++cls) {  // let go of the held blocks
+    if (p->reuse[cls] != 0) ReleaseHeld(v, cls, p->reuse[cls]);
+    p->reuse[cls] = 0;
+  }
   FoldStats(v, p->rec);
   StoreRelease(&p->rec->inflight_off, 0);
   StoreRelease(&p->rec->state, PartWord(kPartFree, 0, PartInc(LoadAcquire(&p->rec->state)) + 1));

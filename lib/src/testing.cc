@@ -25,7 +25,8 @@ const char* const kCrashPoints[] = {
     "insert.claimed",     // PENDING claim published, nothing decided
     "insert.killed",      // higher claims killed, lowest not linked yet
     "insert.decided",     // claim LINKED, slot still PENDING
-    "free.state",         // block FREE, bitmap hint not cleared
+    "free.state",         // block FREE, bitmap hint not cleared (or held: on purpose)
+    "alloc.reclaimed",    // held block taken back: ALLOC(me), hint bit not re-checked
     "drain.started",      // page DRAINING(me), nothing reserved or evicted yet
     "drain.reserved",     // every block of the page reserved, page not released
     "assign.formatting",  // page FORMATTING(me), block states half rewritten

@@ -22,6 +22,9 @@ struct Census {
   uint64_t referenced_twice = 0;     // blocks two slots point to: corruption
   uint64_t duplicate_keys = 0;       // keys with more than one LIVE slot
   uint64_t bad_slots = 0;            // slots whose block is out of range or not LINKED
+  // FREE blocks whose hint bit says "in use": held by a participant for its
+  // next allocation (FreeBlock), or left by a dead one until recovery.
+  uint64_t free_hidden = 0;
 };
 int TakeCensus(shmkv_t* kv, Census* out);
 
