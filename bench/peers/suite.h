@@ -127,6 +127,11 @@ struct Report {
   std::vector<CallgrindResult> callgrind;
   double chase_ns = 0;  // memory-latency floor, 0 = not measured
   uint64_t chase_bytes = 0;
+  // The same probe over buffers of growing size (bytes, ns per load), and
+  // what a GET of the main scenario's shmkv store reaches into: its index
+  // and its blocks (bytes), measured after the main scenario's runs.
+  std::vector<std::pair<uint64_t, double>> chase_by_size;
+  uint64_t shmkv_index_bytes = 0, shmkv_block_bytes = 0;
   std::vector<std::string> messages;  // skipped peers and runs, and why
 };
 
