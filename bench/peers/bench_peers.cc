@@ -64,6 +64,7 @@
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/utsname.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -616,6 +617,44 @@ void Unpin() {
   CPU_ZERO(&set);
   for (int c : g_cpus) CPU_SET(c, &set);
   sched_setaffinity(0, sizeof(set), &set);
+}
+
+// One cache line handed back and forth between the first two cores: two
+// pinned processes take turns on a shared counter (each waits for its turn,
+// then adds 1), so every increment moves the line to the other core. The
+// floor under anything two processes write in turn (a hot key). ns per
+// handoff; 0 if fewer than 2 cores or it did not finish in 10 s.
+double LineHandoffNs() {
+  if (g_cpus.size() < 2) return 0;
+  void* mem = mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  if (mem == MAP_FAILED) return 0;
+  auto* turn = static_cast<std::atomic<uint64_t>*>(mem);  // zero-filled: 0
+  constexpr uint64_t kHandoffs = 2'000'000;
+  auto play = [turn](uint64_t first) {
+    for (uint64_t i = first; i < kHandoffs; i += 2) {
+      while (turn->load(std::memory_order_acquire) != i) __builtin_ia32_pause();
+      turn->store(i + 1, std::memory_order_release);
+    }
+  };
+  const pid_t pid = fork();
+  if (pid == 0) {
+    Pin(1);
+    play(1);
+    _exit(0);
+  }
+  Pin(0);
+  const double t0 = NowS();
+  play(0);
+  while (turn->load(std::memory_order_acquire) != kHandoffs && NowS() - t0 < 10) {
+    __builtin_ia32_pause();
+  }
+  const double took = NowS() - t0;
+  const bool done = turn->load(std::memory_order_acquire) == kHandoffs;
+  if (!done) kill(pid, SIGKILL);
+  waitpid(pid, nullptr, 0);
+  Unpin();
+  munmap(mem, 4096);
+  return done ? took * 1e9 / static_cast<double>(kHandoffs) : 0;
 }
 
 // Runs plans[i] in forked worker i, pinned to core i, attached on its own.
@@ -1305,6 +1344,7 @@ class Driver {
       for (uint64_t mib : {1, 2, 4, 8, 16, 32, 64}) {
         rep_->chase_by_size.push_back({mib << 20, PointerChaseNs(mib << 20)});
       }
+      rep_->handoff_ns = LineHandoffNs();
     }
     if (sc.id == "big") {
       rep_->chase_bytes = std::min<uint64_t>(1ull << 30, MemAvailableBytes() / 4);

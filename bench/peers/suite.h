@@ -132,6 +132,7 @@ struct Report {
   // and its blocks (bytes), measured after the main scenario's runs.
   std::vector<std::pair<uint64_t, double>> chase_by_size;
   uint64_t shmkv_index_bytes = 0, shmkv_block_bytes = 0;
+  double handoff_ns = 0;  // one cache line moved between the two cores; 0 = not measured
   std::vector<std::string> messages;  // skipped peers and runs, and why
 };
 
