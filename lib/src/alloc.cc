@@ -107,15 +107,20 @@ unsigned char* ClaimReused(Ctx& c, uint32_t cls, uint64_t* gen) {
   uint64_t* bm = &v.BitmapOf(page)[idx / 64];
   const uint64_t bit = 1ull << (idx % 64);
   if (!pword::UsableFor(pw, cls)) {
-    // Draining, formatting or another grid now: let the hint go (a hint
-    // only: clearing it is harmless even if the block is in use).
-    FetchAnd(bm, ~bit);
+    // Draining or formatting now: let the hint go, so that a drain that
+    // gives the page back does not leave the block hidden (ReleaseHeld
+    // leaves another grid's bitmap alone).
+    ReleaseHeld(v, cls, r);
     return nullptr;
   }
   unsigned char* blk = v.data + (page << v.page_shift) + idx * v.class_size[cls];
   uint64_t st = LoadAcquire(StateOf(blk));
   // As in ClaimAt: the grid must still be the one we read the word in.
-  if (LoadAcquire(&v.ptab[page]) != pw || bstate::St(st) != kFree) return nullptr;
+  if (LoadAcquire(&v.ptab[page]) != pw) {
+    ReleaseHeld(v, cls, r);
+    return nullptr;
+  }
+  if (bstate::St(st) != kFree) return nullptr;  // taken: the bit is right
   const uint64_t g = (bstate::Gen(st) + 1) & bstate::kGenMask;
   if (!CasWord(StateOf(blk), st, bstate::Make(kAlloc, c.p->index, g))) return nullptr;
   ClaimFence();  // as in ClaimAt
@@ -600,6 +605,10 @@ unsigned char* Alloc(Ctx& c, uint32_t cls, uint64_t* gen, int* rc) {
 void ReleaseHeld(const View& v, uint32_t cls, uint64_t held) {
   const uint64_t page = (held >> 32) - 1, idx = held & 0xffffffffu;
   if (page >= v.n_pages || idx >= v.class_bpp[cls]) return;
+  // Only while the page still serves the class: formatting for another
+  // class zeroed the bitmap, and its bit idx now belongs to another block
+  // (clearing it could make a page that is in use look empty to a steal).
+  if (pword::Cls1(LoadAcquire(&v.ptab[page])) != cls + 1) return;
   FetchAnd(&v.BitmapOf(page)[idx / 64], ~(1ull << (idx % 64)));
 }
 

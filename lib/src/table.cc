@@ -235,7 +235,10 @@ bool Unlink(Ctx& c, Slot* s, const SlotWord& w, unsigned char* blk, uint32_t cls
   const bool ok = CasSlot(s, w, {0, meta::Make(meta::Version(w.meta) + 1, 0)});
   if (ok) {
     SHMKV_CRASHPOINT("unlink.cas");
-    FreeBlock(c.v, c.p, blk, cls, gen);
+    // Not held (hold = false): an unlink frees room (eviction, expiry,
+    // delete) that the next allocation of anyone, this one included, must
+    // find through the bitmap; only an update's block is held.
+    FreeBlock(c.v, c.p, blk, cls, gen, /*hold=*/false);
     c.Stat(kStatItems, -1);
   }
   StoreRelease(&rec->inflight_off, 0);
