@@ -30,6 +30,10 @@
 // whole new block (copy-on-write), mark it LINKED, record the old block in
 // the participant's intent word, then one 16-byte CAS swaps the slot and
 // bumps its version; whoever unlinked a block frees it (CAS on its state).
+// An update's freed block is held for the writer's next allocation of its
+// class: its page-bitmap hint stays "in use", so taking it back is one CAS
+// on its state and neither side writes the bitmap (alloc.cc, ClaimReused);
+// closing, thread exit and recovery let held blocks go.
 //
 // INSERT of an absent key (insert_new, design-notes §4.4). Claim an EMPTY
 // candidate as PENDING (invisible to readers, block complete), then decide
