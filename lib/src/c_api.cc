@@ -140,16 +140,25 @@ int shmkv_get(shmkv_t* kv, const void* key, size_t key_len, void* buf, size_t bu
 }
 
 int64_t shmkv_get_into(shmkv_t* kv, const void* key, size_t key_len, void* buf, size_t buf_len) {
-  return Guard([&]() -> int64_t {
-    SHMKV_ENTER_LAZY_CLOCK(kv);
+  // Lengths are >= 0 here, so an errno (positive in the rest of the API:
+  // ENOMEM, or EMFILE from re-registering after fork) comes back negated.
+  auto negated = [](int rc) -> int64_t { return rc > 0 ? -static_cast<int64_t>(rc) : rc; };
+  try {
+    if (kv == nullptr) return Fail(SHMKV_EINVAL, "handle is NULL");
+    Ctx c{kv, kv->v, nullptr, 0};
+    if (int rc = shmkv::internal::EnterLazyClock(kv, &c)) return negated(rc);
     if (int rc = CheckKey(kv, key, key_len)) return rc;
     if (buf == nullptr && buf_len != 0) return Fail(SHMKV_EINVAL, "buf is NULL but buf_len > 0");
     size_t len = 0;
     const int rc = shmkv::internal::OpGet(c, Bytes(key, key_len), buf, buf_len, &len, nullptr);
     if (rc == 0 || rc == SHMKV_ETOOSMALL) return static_cast<int64_t>(len);
     if (rc == SHMKV_ENOTFOUND) return Fail(rc, "key not found");
-    return rc;
-  });
+    return negated(rc);
+  } catch (const std::bad_alloc&) {
+    return negated(Fail(ENOMEM, "out of memory"));
+  } catch (...) {
+    return Fail(SHMKV_EINVAL, "internal error");
+  }
 }
 
 int shmkv_get_stale(shmkv_t* kv, const void* key, size_t key_len, void* buf, size_t buf_len,

@@ -51,7 +51,10 @@ pid_t CurrentPid() {
   return p != 0 ? p : ::getpid();
 }
 
-void AtForkChildPid() { g_pid.store(::getpid(), std::memory_order_relaxed); }
+void AtForkChildPid() {
+  g_pid.store(::getpid(), std::memory_order_relaxed);
+  t_fast.serial = 0;  // the child's only thread: never the parent's participant
+}
 
 // Registered when the library is loaded, so that a fork before any handle
 // is opened refreshes it too.
@@ -87,6 +90,8 @@ struct ThreadState {
   std::vector<TlsEntry> parts;
 };
 
+__thread ThreadState* t_state __attribute__((tls_model("initial-exec"))) = nullptr;
+
 void DestroyThreadState(void* arg) {
   auto* ts = static_cast<ThreadState*>(arg);
   {
@@ -104,12 +109,15 @@ void DestroyThreadState(void* arg) {
       }
     }
   }
+  // A later destructor of this thread that calls us must not find the
+  // participants just given back (nor this state).
+  t_fast = {0, 0, nullptr, false};
+  t_state = nullptr;
   delete ts;
 }
 
 pthread_key_t g_thread_key;
 std::once_flag g_thread_key_once;
-__thread ThreadState* t_state __attribute__((tls_model("initial-exec"))) = nullptr;
 
 ThreadState& State() {
   if (t_state != nullptr) return *t_state;

@@ -114,7 +114,8 @@ SHMKV_EXPORT int shmkv_get(shmkv_t *kv, const void *key, size_t key_len, void *b
    returns the value's length (>= 0), having copied the value into buf if
    it fits (length <= buf_len; else nothing is copied: grow buf to the
    length returned and call again), or a negative error code
-   (SHMKV_ENOTFOUND, SHMKV_EINVAL, ...; message in shmkv_last_error). */
+   (SHMKV_ENOTFOUND, SHMKV_EINVAL, ..., or an errno negated, e.g. -ENOMEM;
+   message in shmkv_last_error). */
 SHMKV_EXPORT int64_t shmkv_get_into(shmkv_t *kv, const void *key, size_t key_len, void *buf,
                                     size_t buf_len);
 /* Same, into a malloc'd buffer released with shmkv_free. */
