@@ -30,17 +30,27 @@ namespace {
 
 uint64_t* StateOf(unsigned char* blk) { return reinterpret_cast<uint64_t*>(blk); }
 
-// Claims block wi * 64 + j of page `page` (class cls) if it is free. Sets
-// *page_changed (and returns nullptr) if the page no longer has the grid of
-// word pw.
-unsigned char* ClaimAt(Ctx& c, uint64_t page, uint64_t pw, uint32_t cls, uint64_t wi, int j,
-                       uint64_t* gen, bool* page_changed) {
+// The hint bit of block idx of page `page` says "probably free" again.
+void ClearHint(const View& v, uint64_t page, uint64_t idx) {
+  FetchAnd(&v.BitmapOf(page)[idx / 64], ~(1ull << (idx % 64)));
+}
+
+// PartLocal::reuse's word for block idx of page `page` (0 is none), and
+// back: false if it is out of range for class cls.
+uint64_t HeldWord(uint64_t page, uint64_t idx) { return ((page + 1) << 32) | idx; }
+bool HeldAt(const View& v, uint32_t cls, uint64_t held, uint64_t* page, uint64_t* idx) {
+  *page = (held >> 32) - 1;
+  *idx = held & 0xffffffffu;
+  return *page < v.n_pages && *idx < v.class_bpp[cls];
+}
+
+// Claims block idx of page `page` (class cls) by one CAS on its state, if
+// it is free. Sets *page_changed (and returns nullptr) if the page no
+// longer has the grid of word pw. The caller has dealt with the hint bit.
+unsigned char* ClaimBlock(Ctx& c, uint64_t page, uint64_t pw, uint32_t cls, uint64_t idx,
+                          uint64_t* gen, bool* page_changed) {
   const View& v = c.v;
-  uint64_t* bm = v.BitmapOf(page);
-  const uint64_t bit = 1ull << j;
-  if (FetchOr(&bm[wi], bit) & bit) return nullptr;  // another allocator took the hint
-  unsigned char* blk =
-      v.data + (page << v.page_shift) + (wi * 64 + static_cast<uint64_t>(j)) * v.class_size[cls];
+  unsigned char* blk = v.data + (page << v.page_shift) + idx * v.class_size[cls];
   uint64_t st = LoadAcquire(StateOf(blk));
   // The page must still have this grid when we act on the word we read
   // (else the word may be another class's data): after this check, only
@@ -49,7 +59,7 @@ unsigned char* ClaimAt(Ctx& c, uint64_t page, uint64_t pw, uint32_t cls, uint64_
     *page_changed = true;
     return nullptr;
   }
-  if (bstate::St(st) != kFree) return nullptr;  // stale hint: the bit is now right
+  if (bstate::St(st) != kFree) return nullptr;  // taken: a set hint bit is right
   const uint64_t g = (bstate::Gen(st) + 1) & bstate::kGenMask;
   if (!CasWord(StateOf(blk), st, bstate::Make(kAlloc, c.p->index, g))) return nullptr;
   // release fence: orders "claimed after it was freed" before our content
@@ -59,6 +69,15 @@ unsigned char* ClaimAt(Ctx& c, uint64_t page, uint64_t pw, uint32_t cls, uint64_
   c.p->Stat(kStatMemUsed, v.class_size[cls]);
   *gen = g;
   return blk;
+}
+
+// Claims block wi * 64 + j of page `page` (class cls) if it is free: first
+// its hint bit, then the block (ClaimBlock).
+unsigned char* ClaimAt(Ctx& c, uint64_t page, uint64_t pw, uint32_t cls, uint64_t wi, int j,
+                       uint64_t* gen, bool* page_changed) {
+  const uint64_t bit = 1ull << j;
+  if (FetchOr(&c.v.BitmapOf(page)[wi], bit) & bit) return nullptr;  // another allocator took it
+  return ClaimBlock(c, page, pw, cls, wi * 64 + static_cast<uint64_t>(j), gen, page_changed);
 }
 
 // Claims a free block of page `page` (class cls), starting at the
@@ -101,39 +120,30 @@ unsigned char* ClaimReused(Ctx& c, uint32_t cls, uint64_t* gen) {
   if (r == 0) return nullptr;
   c.p->reuse[cls] = 0;
   const View& v = c.v;
-  const uint64_t page = (r >> 32) - 1, idx = r & 0xffffffffu;
-  if (page >= v.n_pages || idx >= v.class_bpp[cls]) return nullptr;
+  uint64_t page, idx;
+  if (!HeldAt(v, cls, r, &page, &idx)) return nullptr;
   const uint64_t pw = LoadAcquire(&v.ptab[page]);
-  uint64_t* bm = &v.BitmapOf(page)[idx / 64];
-  const uint64_t bit = 1ull << (idx % 64);
-  if (!pword::UsableFor(pw, cls)) {
+  bool page_changed = !pword::UsableFor(pw, cls);
+  unsigned char* blk =
+      page_changed ? nullptr : ClaimBlock(c, page, pw, cls, idx, gen, &page_changed);
+  if (blk == nullptr) {
     // Draining or formatting now: let the hint go, so that a drain that
     // gives the page back does not leave the block hidden (ReleaseHeld
-    // leaves another grid's bitmap alone).
-    ReleaseHeld(v, cls, r);
+    // leaves another grid's bitmap alone). Else it was taken: the bit is
+    // right.
+    if (page_changed) ReleaseHeld(v, cls, r);
     return nullptr;
   }
-  unsigned char* blk = v.data + (page << v.page_shift) + idx * v.class_size[cls];
-  uint64_t st = LoadAcquire(StateOf(blk));
-  // As in ClaimAt: the grid must still be the one we read the word in.
-  if (LoadAcquire(&v.ptab[page]) != pw) {
-    ReleaseHeld(v, cls, r);
-    return nullptr;
-  }
-  if (bstate::St(st) != kFree) return nullptr;  // taken: the bit is right
-  const uint64_t g = (bstate::Gen(st) + 1) & bstate::kGenMask;
-  if (!CasWord(StateOf(blk), st, bstate::Make(kAlloc, c.p->index, g))) return nullptr;
-  ClaimFence();  // as in ClaimAt
   SHMKV_CRASHPOINT("alloc.reclaimed");
   // A janitor's RebuildHints may have cleared the bit meanwhile: set it
   // again only then (a plain read first: no locked write in the common case).
+  uint64_t* bm = &v.BitmapOf(page)[idx / 64];
+  const uint64_t bit = 1ull << (idx % 64);
   if (!(LoadRelaxed(bm) & bit)) FetchOr(bm, bit);
-  c.p->Stat(kStatMemUsed, v.class_size[cls]);
-  *gen = g;
   // The page may have started draining meanwhile: then give the block back
   // (the drainer waits for it).
   if (LoadAcquire(&v.ptab[page]) == pw) return blk;
-  FreeBlock(v, c.p, blk, cls, g, /*hold=*/false);
+  FreeBlock(v, c.p, blk, cls, *gen, /*hold=*/false);
   return nullptr;
 }
 
@@ -305,7 +315,7 @@ bool DrainPage(Ctx& c, uint64_t page, uint32_t cls) {
       uint64_t st = LoadAcquire(StateOf(blk));
       if (bstate::St(st) == kAlloc && bstate::Owner(st) == me &&
           CasWord(StateOf(blk), st, bstate::Make(kFree, 0, bstate::Gen(st)))) {
-        FetchAnd(&v.BitmapOf(page)[i / 64], ~(1ull << (i % 64)));
+        ClearHint(v, page, i);
         c.p->Stat(kStatMemUsed, -static_cast<int64_t>(v.class_size[cls]));
       }
     }
@@ -603,13 +613,13 @@ unsigned char* Alloc(Ctx& c, uint32_t cls, uint64_t* gen, int* rc) {
 }
 
 void ReleaseHeld(const View& v, uint32_t cls, uint64_t held) {
-  const uint64_t page = (held >> 32) - 1, idx = held & 0xffffffffu;
-  if (page >= v.n_pages || idx >= v.class_bpp[cls]) return;
+  uint64_t page, idx;
+  if (!HeldAt(v, cls, held, &page, &idx)) return;
   // Only while the page still serves the class: formatting for another
   // class zeroed the bitmap, and its bit idx now belongs to another block
   // (clearing it could make a page that is in use look empty to a steal).
   if (pword::Cls1(LoadAcquire(&v.ptab[page])) != cls + 1) return;
-  FetchAnd(&v.BitmapOf(page)[idx / 64], ~(1ull << (idx % 64)));
+  ClearHint(v, page, idx);
 }
 
 void FreeBlock(const View& v, PartLocal* p, unsigned char* blk, uint32_t cls, uint64_t gen,
@@ -629,10 +639,10 @@ void FreeBlock(const View& v, PartLocal* p, unsigned char* blk, uint32_t cls, ui
     // Held for p's next allocation of the class (ClaimReused): the hint bit
     // stays set. The block held before, if any, is let go: its bit cleared.
     const uint64_t prev = p->reuse[cls];
-    p->reuse[cls] = ((page + 1) << 32) | idx;
+    p->reuse[cls] = HeldWord(page, idx);
     if (prev != 0) ReleaseHeld(v, cls, prev);
   } else {
-    FetchAnd(&v.BitmapOf(page)[idx / 64], ~(1ull << (idx % 64)));
+    ClearHint(v, page, idx);
   }
   const uint64_t minus = static_cast<uint64_t>(-static_cast<int64_t>(v.class_size[cls]));
   if (p != nullptr)
