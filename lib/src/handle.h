@@ -93,13 +93,12 @@ extern __thread ThreadFast t_fast __attribute__((tls_model("initial-exec")));
 extern std::atomic<pid_t> g_pid;  // this process (refreshed at fork)
 
 // Thread-local detail of the last error (shmkv_last_error).
-void SetError(const std::string& msg);
+void SetError(std::string_view msg);
 void ClearErrorSlow();
 inline void ClearError() {
   if (t_fast.has_error) ClearErrorSlow();
 }
-int Fail(int rc, const std::string& msg);  // SetError(msg), return rc
-int Fail(int rc, const char* msg);
+int Fail(int rc, std::string_view msg);  // SetError(msg), return rc
 
 // shmkv_throttle, with the arguments turned into nanoseconds of segment
 // time by CheckThrottle: interval = period / rate, tolerance = burst x

@@ -166,21 +166,16 @@ void ReleaseParticipant(shmkv_t* kv, PartLocal* p) {
 
 }  // namespace
 
-void SetError(const std::string& msg) {
-  State().last_error = msg;
+void SetError(std::string_view msg) {
+  State().last_error.assign(msg);
   t_fast.has_error = true;
 }
 void ClearErrorSlow() {
   if (t_state != nullptr) t_state->last_error.clear();
   t_fast.has_error = false;
 }
-int Fail(int rc, const std::string& msg) {
+int Fail(int rc, std::string_view msg) {
   SetError(msg);
-  return rc;
-}
-int Fail(int rc, const char* msg) {
-  State().last_error.assign(msg);
-  t_fast.has_error = true;
   return rc;
 }
 const char* LastError() { return State().last_error.c_str(); }
