@@ -787,14 +787,8 @@ class Driver {
       for (const auto& sc : scenarios) RunScenario(sc);
       return;
     }
-    if (opt_.only.rfind("main:", 0) == 0) {  // some workloads of the main scenario alone
-      std::vector<std::string> some;
-      for (size_t i = 5; i <= opt_.only.size();) {
-        const size_t j = std::min(opt_.only.find(',', i), opt_.only.size());
-        some.push_back(opt_.only.substr(i, j - i));
-        i = j + 1;
-      }
-      scenarios.push_back({"main", k + " × 64 B", opt_.keys, 64, some});
+    if (!opt_.only_workloads.empty()) {  // some workloads of the main scenario alone
+      scenarios.push_back({"main", k + " × 64 B", opt_.keys, 64, opt_.only_workloads});
       rep->main_scenario = scenarios.back().label;
       for (const auto& sc : scenarios) RunScenario(sc);
       return;
@@ -1461,15 +1455,18 @@ bool ParseArgs(int argc, char** argv, Options* o) {
                           .Parse(&argc, argv);
   if (!parsed) return false;
   if (o->only.rfind("main:", 0) == 0) {
-    for (size_t i = 5; i <= o->only.size();) {
-      const size_t j = std::min(o->only.find(',', i), o->only.size());
-      const std::string w = o->only.substr(i, j - i);
+    std::stringstream ss(o->only.substr(5));
+    for (std::string w; std::getline(ss, w, ',');) {
       const auto& all = AllWorkloads();
       if (std::none_of(all.begin(), all.end(), [&](const Workload& x) { return x.name == w; })) {
         std::cerr << "bench_peers: --only=main: no workload named '" << w << "'\n";
         return false;
       }
-      i = j + 1;
+      o->only_workloads.push_back(w);
+    }
+    if (o->only_workloads.empty()) {
+      std::cerr << "bench_peers: --only=main: name at least one workload\n";
+      return false;
     }
   } else if (!o->only.empty() && o->only != "stall") {
     std::cerr << "bench_peers: --only is stall or main:WORKLOAD[,WORKLOAD...]\n";

@@ -31,7 +31,8 @@ struct Options {
   // ops (and after every slow op); 0: never. 512: ~0.5 % of its time (see
   // SchedProbe in bench_peers.cc).
   int stall_sample_every = 512;
-  std::string only;  // "stall": only the stall test (no other run)
+  std::string only;  // "stall": only the stall test; "main:W,...": those workloads alone
+  std::vector<std::string> only_workloads;  // the W of "main:W,..." (parsed from only)
   // Internal: the driver runs itself under callgrind with these.
   std::string callgrind_op;
   uint64_t callgrind_keys = 0;
