@@ -19,15 +19,18 @@ bool Completed(const HistoryEvent& e) {
 // A failed write may have happened at any time after it started.
 int64_t EndOf(const HistoryEvent& e) { return Completed(e) ? e.end_ns : kNever; }
 
+void SortByStart(std::vector<const HistoryEvent*>* events) {
+  std::sort(events->begin(), events->end(),
+            [](const HistoryEvent* a, const HistoryEvent* b) { return a->start_ns < b->start_ns; });
+}
+
 // Completed writes sorted by start, with the smallest end of every suffix:
 // the earliest end among the writes that started after a given time.
 class EarliestEndAfter {
  public:
   void Add(const HistoryEvent* w) { writes_.push_back(w); }
   void Build() {
-    std::sort(writes_.begin(), writes_.end(), [](const HistoryEvent* a, const HistoryEvent* b) {
-      return a->start_ns < b->start_ns;
-    });
+    SortByStart(&writes_);
     suffix_.assign(writes_.size() + 1, nullptr);
     for (size_t i = writes_.size(); i-- > 0;) {
       const HistoryEvent* next = suffix_[i + 1];
@@ -55,9 +58,7 @@ class LatestDeleteBefore {
  public:
   void Add(const HistoryEvent* d) { deletes_.push_back(d); }
   void Build() {
-    std::sort(deletes_.begin(), deletes_.end(), [](const HistoryEvent* a, const HistoryEvent* b) {
-      return a->start_ns < b->start_ns;
-    });
+    SortByStart(&deletes_);
     prefix_.resize(deletes_.size());
     for (size_t i = 0; i < deletes_.size(); ++i) {
       const HistoryEvent* prev = i > 0 ? prefix_[i - 1] : nullptr;
