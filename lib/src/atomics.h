@@ -111,6 +111,9 @@ inline uint64_t WordAt(const unsigned char* block, size_t w) {
   return LoadRelaxed(reinterpret_cast<const uint64_t*>(block + w));
 }
 
+// A word of the caller's buffer, which may be unaligned and alias anything.
+typedef uint64_t __attribute__((may_alias, aligned(1))) UnalignedWord;
+
 inline void CopyOut(void* dst, const unsigned char* block, size_t from, size_t len) {
   if (len == 0) return;  // dst may be NULL then
   auto* out = static_cast<unsigned char*>(dst);
@@ -126,7 +129,6 @@ inline void CopyOut(void* dst, const unsigned char* block, size_t from, size_t l
   }
   // Plain unaligned stores (memcpy from a local spilled every word to the
   // stack), unrolled for the common case.
-  typedef uint64_t __attribute__((may_alias, aligned(1))) UnalignedWord;
   for (; len >= 32; len -= 32, w += 32, out += 32) {
     const uint64_t v0 = WordAt(block, w), v1 = WordAt(block, w + 8);
     const uint64_t v2 = WordAt(block, w + 16), v3 = WordAt(block, w + 24);
@@ -179,7 +181,6 @@ inline void CopyIn(unsigned char* block, size_t to, const void* src, size_t len)
   size_t w = to & ~size_t{7};
   size_t skip = to - w;
   if (skip == 0) {  // whole words first, unrolled (the common case: aligned)
-    typedef uint64_t __attribute__((may_alias, aligned(1))) UnalignedWord;
     const auto* words = reinterpret_cast<const UnalignedWord*>(in);
     auto* out = reinterpret_cast<uint64_t*>(block + w);
     size_t i = 0;
