@@ -125,6 +125,9 @@ cleanup() {
   for pid in "${pids[@]}"; do
     wait "$pid" 2>/dev/null || true
   done
+  if mountpoint -q "$tmp/huge" 2>/dev/null; then
+    umount "$tmp/huge" 2>/dev/null || umount -l "$tmp/huge" 2>/dev/null || true
+  fi
   rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -193,10 +196,21 @@ for sock in redis redis-evict memcached memcached-evict; do
   fi
 done
 
+# shmkv-huge: shmkv with its segments on 2-MiB pages (README "Huge pages"),
+# in a tmpfs mounted here with huge=within_size. Mounting needs root; without
+# it (or where the kernel refuses) that peer is reported as not run.
+huge_args=()
+mkdir -p "$tmp/huge"
+if ((EUID == 0)) && mount -t tmpfs -o huge=within_size,mode=0700 shmkv-bench-huge "$tmp/huge" 2>/dev/null; then
+  huge_args=(--huge-dir="$tmp/huge")
+else
+  echo "bench: no huge-page tmpfs (needs root and a kernel with shmem THP): shmkv-huge does not run"
+fi
+
 start=$(date +%s)
 "$driver" --redis="$tmp/redis.sock" --redis-evict="$tmp/redis-evict.sock" \
   --memcached="$tmp/memcached.sock" --memcached-evict="$tmp/memcached-evict.sock" \
-  --out="$out_dir" --commit="$commit" "${args[@]}" &
+  --out="$out_dir" --commit="$commit" "${huge_args[@]}" "${args[@]}" &
 driver_pid=$!
 wait "$driver_pid"
 driver_pid=

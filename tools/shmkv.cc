@@ -961,6 +961,7 @@ int CmdInfo(const std::vector<std::string>& args) {
               {"boot_id", i.boot_id},
               {"janitor_pid", i.janitor_pid},
               {"superseded", i.superseded != 0},
+              {"huge_page_bytes", i.huge_page_bytes},
               {"attached_processes", i.attached_processes},
               {"processes", jp},
               {"upstream", near_cache ? json{{"url", up.url},
@@ -984,7 +985,10 @@ int CmdInfo(const std::vector<std::string>& args) {
             << PolicyName(i.evict_policy) << "\nmode            " << mode << "\ncreated         "
             << when << " by pid " << i.creator_pid << "\nclock           " << i.clock_ms
             << " ms since creation (boot " << i.boot_id << ")\njanitor         "
-            << (i.janitor_pid ? std::to_string(i.janitor_pid) : "none")
+            << (i.janitor_pid ? std::to_string(i.janitor_pid) : "none") << "\nhuge pages      "
+            << (i.huge_page_bytes ? std::to_string(i.huge_page_bytes >> 20) + " of " +
+                                        std::to_string(i.memory_bytes >> 20) + " MiB"
+                                  : "none (4-KiB pages; README \"Huge pages\")")
             << (i.superseded ? "\nsuperseded      yes (copied into a new segment)" : "");
   if (near_cache) {
     std::cout << "\nupstream        " << up.url << " "

@@ -72,7 +72,8 @@ class Backend {
   virtual uint64_t EstimateBytes(const StoreSpec& spec) const = 0;
 };
 
-std::unique_ptr<Backend> MakeShmkv();
+// dir: where its segments go (a path); empty: POSIX shm names (/dev/shm).
+std::unique_ptr<Backend> MakeShmkv(const std::string& dir);
 std::unique_ptr<Backend> MakeRedis(const std::string& socket);
 std::unique_ptr<Backend> MakeMemcached(const std::string& socket);
 std::unique_ptr<Backend> MakeBoostMap();

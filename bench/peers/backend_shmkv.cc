@@ -10,10 +10,11 @@ namespace {
 
 class ShmkvBackend final : public Backend {
  public:
+  explicit ShmkvBackend(std::string dir) : dir_(std::move(dir)) {}
   ~ShmkvBackend() override { Close(); }
 
   std::string Open(const StoreSpec& spec) override {
-    name_ = "/peers-" + spec.name;
+    name_ = dir_ + "/peers-" + spec.name;
     shmkv_options_t o;
     shmkv_options_init(&o);
     o.flags = SHMKV_OPEN_CREATE | SHMKV_OPEN_EXCL;
@@ -135,6 +136,7 @@ class ShmkvBackend final : public Backend {
   }
 
  private:
+  std::string dir_;
   std::string name_;
   shmkv_t* owner_ = nullptr;  // the driver's handle: keeps the segment until Close
   shmkv_t* kv_ = nullptr;     // this process's handle
@@ -142,6 +144,8 @@ class ShmkvBackend final : public Backend {
 
 }  // namespace
 
-std::unique_ptr<Backend> MakeShmkv() { return std::make_unique<ShmkvBackend>(); }
+std::unique_ptr<Backend> MakeShmkv(const std::string& dir) {
+  return std::make_unique<ShmkvBackend>(dir);
+}
 
 }  // namespace peers

@@ -5,6 +5,8 @@
 // Peers (each with its real client; see backend_*.cc):
 //   shmkv          C API, 1 and 2 processes; shmkv-mget16: gets in batches
 //                  of 16 through shmkv_mget (read-only workloads)
+//   shmkv-huge     the same with its segments in --huge-dir, a tmpfs mounted
+//                  with huge=within_size (2-MiB pages; README "Huge pages")
 //   redis          Redis 7, unix socket, hiredis: 1 client; redis-p16: 1 client
 //                  pipelining 16 commands; 2 processes = 2 clients
 //   memcached      memcached 1.6, unix socket, libmemcached: the same shapes
@@ -48,7 +50,7 @@
 //
 //   bench_peers --redis=SOCK --redis-evict=SOCK --memcached=SOCK
 //               --memcached-evict=SOCK [--smoke] [--out=DIR] [--commit=ID]
-//               [--peers=shmkv,redis,...] [--reps=N] [--run-ms=N]
+//               [--peers=shmkv,redis,...] [--huge-dir=DIR] [--reps=N] [--run-ms=N]
 //               [--warm-ms=N] [--keys=N] [--big-keys=N] [--callgrind-ops=N]
 //               [--only=stall|main:W,...] [--stall-sample-every=N]
 // --only=main:get_hit,set_update runs those workloads of the main scenario
@@ -812,15 +814,7 @@ class Driver {
     rep_->messages.push_back(m);
   }
 
-  bool Wanted(const std::string& name) const {
-    if (opt_.peers == "all") return true;
-    std::stringstream ss(opt_.peers);
-    std::string item;
-    while (std::getline(ss, item, ',')) {
-      if (item == name) return true;
-    }
-    return false;
-  }
+  bool Wanted(const std::string& name) const { return PeerWanted(opt_, name); }
 
   void MakePeers() {
     auto add = [&](std::string name, std::function<std::unique_ptr<Backend>(bool)> make,
@@ -834,10 +828,14 @@ class Driver {
       if (!p.unavailable.empty()) Message(p.name + " does not run: " + p.unavailable);
       peers_.push_back(std::move(p));
     };
-    add(
-        "shmkv", [](bool) { return MakeShmkv(); },
-        {{"shmkv", 1, false}, {"shmkv-mget16", 1, true}, {"shmkv", 2, false}}, "");
     const Options& o = opt_;
+    add(
+        "shmkv", [](bool) { return MakeShmkv(""); },
+        {{"shmkv", 1, false}, {"shmkv-mget16", 1, true}, {"shmkv", 2, false}}, "");
+    add(
+        "shmkv-huge", [o](bool) { return MakeShmkv(o.huge_dir); },
+        {{"shmkv-huge", 1, false}, {"shmkv-huge", 2, false}},
+        o.huge_dir.empty() ? "no --huge-dir (scripts/bench.sh mounts one when run as root)" : "");
     add(
         "redis", [o](bool ev) { return MakeRedis(ev ? o.redis_evict_sock : o.redis_sock); },
         {{"redis", 1, false}, {"redis-p16", 1, true}, {"redis", 2, false}},
@@ -1442,6 +1440,7 @@ bool ParseArgs(int argc, char** argv, Options* o) {
                           .Text("--out", &o->out_dir)
                           .Text("--commit", &o->commit)
                           .Text("--peers", &o->peers)
+                          .Text("--huge-dir", &o->huge_dir)
                           .Int("--reps", &o->reps)
                           .Number("--run-ms", &o->run_s, 1000)
                           .Number("--warm-ms", &o->warm_s, 1000)

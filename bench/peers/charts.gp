@@ -12,10 +12,10 @@ set logscale y
 set grid ytics mytics
 set key outside right top vertical
 set xtics rotate by -35 scale 0
-# Nine distinct colours, so that no two columns share one (gnuplot's
+# Ten distinct colours, so that no two columns share one (gnuplot's
 # default cycle has eight).
-array C[9] = ["#7b2cbf", "#2a9d8f", "#56b4e9", "#e69f00", "#f0e442", "#0072b2", "#d55e00", "#222222", "#999999"]
-do for [i=1:9] { set linetype i lc rgb C[i] }
+array C[10] = ["#7b2cbf", "#c77dff", "#2a9d8f", "#56b4e9", "#e69f00", "#f0e442", "#0072b2", "#d55e00", "#222222", "#999999"]
+do for [i=1:10] { set linetype i lc rgb C[i] }
 
 set output dir.'/throughput_1p.png'
 set title "Throughput, 1 process (M ops/s, log scale; median of the repetitions)"

@@ -43,11 +43,6 @@ namespace {
 constexpr uint32_t kKeyLen = 16;
 constexpr uint32_t kValueLen = 64;
 
-bool Wanted(const Options& opt, const std::string& name) {
-  if (opt.peers == "all") return true;
-  return ("," + opt.peers + ",").find("," + name + ",") != std::string::npos;
-}
-
 void Key(const char* prefix, uint64_t i, char* out) {
   char b[32];
   std::snprintf(b, sizeof(b), "%s%012llu", prefix, static_cast<unsigned long long>(i));
@@ -366,14 +361,14 @@ std::vector<MemoryResult> MeasureMemory(const Options& opt, std::vector<std::str
   std::vector<MemoryResult> out;
   for (uint64_t n : opt.memory_items) {
     const auto t0 = std::chrono::steady_clock::now();
-    if (Wanted(opt, "shmkv")) MeasureShmkv(n, &out, messages);
-    if (Wanted(opt, "redis") && !opt.redis_sock.empty()) MeasureRedis(opt, n, &out, messages);
-    if (Wanted(opt, "memcached") && !opt.memcached_sock.empty()) {
+    if (PeerWanted(opt, "shmkv")) MeasureShmkv(n, &out, messages);
+    if (PeerWanted(opt, "redis") && !opt.redis_sock.empty()) MeasureRedis(opt, n, &out, messages);
+    if (PeerWanted(opt, "memcached") && !opt.memcached_sock.empty()) {
       MeasureMemcached(opt, n, &out, messages);
     }
-    if (Wanted(opt, "boost-ipc")) MeasureBoost(n, &out, messages);
-    if (Wanted(opt, "std-umap")) MeasureLocal("std-umap", MakeStdMap(), n, &out);
-    if (Wanted(opt, "absl-flat")) MeasureLocal("absl-flat", MakeFlatMap(), n, &out);
+    if (PeerWanted(opt, "boost-ipc")) MeasureBoost(n, &out, messages);
+    if (PeerWanted(opt, "std-umap")) MeasureLocal("std-umap", MakeStdMap(), n, &out);
+    if (PeerWanted(opt, "absl-flat")) MeasureLocal("absl-flat", MakeFlatMap(), n, &out);
     const std::chrono::duration<double> took = std::chrono::steady_clock::now() - t0;
     std::cerr << "bench_peers: memory per item at " << n << " items measured in "
               << static_cast<int>(took.count()) << " s\n";
@@ -384,7 +379,7 @@ std::vector<MemoryResult> MeasureMemory(const Options& opt, std::vector<std::str
 std::vector<CallgrindResult> MeasureCallgrind(const Options& opt,
                                               std::vector<std::string>* messages) {
   std::vector<CallgrindResult> out;
-  if (opt.callgrind_ops == 0 || !Wanted(opt, "shmkv")) return out;
+  if (opt.callgrind_ops == 0 || !PeerWanted(opt, "shmkv")) return out;
   if (std::system("command -v valgrind >/dev/null 2>&1") != 0) {
     messages->push_back("callgrind: valgrind is not installed; no instruction counts");
     return out;
@@ -509,6 +504,11 @@ double PointerChaseNs(uint64_t bytes) {
   const uint64_t t1 = TicksEnd();
   if (p == 1) std::cerr << "";  // keeps the chase
   return static_cast<double>(t1 - t0) * ns_per_tick / static_cast<double>(loads);
+}
+
+bool PeerWanted(const Options& opt, const std::string& name) {
+  if (opt.peers == "all") return true;
+  return ("," + opt.peers + ",").find("," + name + ",") != std::string::npos;
 }
 
 }  // namespace peers

@@ -93,17 +93,31 @@ void Targets(const Report& r, const Index& ix, std::ostream& out) {
               at(*below) + " and " + at(*above) + " here (Memory-latency floor below)";
     }
   }
-  row("GET hit, 1 process: p50 < 100 ns", g1 ? FmtNs(g1->p50) + " (batch of 16 / 16)" + floor : "–",
+  // The same op with the segment on 2-MiB pages (shmkv-huge, README "Huge
+  // pages"), given beside the default; the default decides "met".
+  auto on_huge = [&](const std::string& wl, int procs, bool p50) -> std::string {
+    const Row* h = ix.Find(sc, wl, procs, "shmkv-huge");
+    if (h == nullptr) return "";
+    return "; on huge pages: " + (p50 ? FmtNs(h->p50) : FmtOps(h->ops_per_s) + " ops/s");
+  };
+  row("GET hit, 1 process: p50 < 100 ns",
+      g1 ? FmtNs(g1->p50) + " (batch of 16 / 16)" + on_huge("get_hit", 1, true) + floor : "–",
       g1 ? g1->p50 < 100 : -1);
-  row("GET hit, 1 process: ≥ 10 M ops/s on one core", g1 ? FmtOps(g1->ops_per_s) + " ops/s" : "–",
+  row("GET hit, 1 process: ≥ 10 M ops/s on one core",
+      g1 ? FmtOps(g1->ops_per_s) + " ops/s" + on_huge("get_hit", 1, false) : "–",
       g1 ? g1->ops_per_s >= 10e6 : -1);
   const Row* s1 = ix.Find(sc, "set_update", 1, "shmkv");
-  row("SET update, 1 process: p50 < 150 ns", s1 ? FmtNs(s1->p50) : "–", s1 ? s1->p50 < 150 : -1);
+  row("SET update, 1 process: p50 < 150 ns",
+      s1 ? FmtNs(s1->p50) + on_huge("set_update", 1, true) : "–", s1 ? s1->p50 < 150 : -1);
   auto ratio_target = [&](const std::string& what, const std::string& wl, int procs,
                           const std::string& peer, double need) {
     const Row* p = ix.Find(sc, wl, procs, peer);
     const double q = p ? ix.Ratio(*p) : 0;
-    row(what, q > 0 ? FmtRatio(q) : "–", q > 0 ? q >= need : -1);
+    const Row* h = ix.Find(sc, wl, procs, "shmkv-huge");
+    const std::string huge = h && p && p->ops_per_s > 0
+                                 ? "; on huge pages: " + FmtRatio(h->ops_per_s / p->ops_per_s)
+                                 : "";
+    row(what, q > 0 ? FmtRatio(q) + huge : "–", q > 0 ? q >= need : -1);
   };
   ratio_target("GET, 2 processes: ≥ 3× boost-ipc", "get_hit", 2, "boost-ipc", 3);
   ratio_target("YCSB B (95/5) uniform, 2 processes: ≥ 5× boost-ipc", "ycsb_b_uniform", 2,

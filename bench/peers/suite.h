@@ -18,6 +18,9 @@ struct Options {
   std::string out_dir = "bench/results";
   std::string commit = "unknown";
   std::string peers = "all";  // comma-separated subset of the peer names
+  // shmkv-huge: shmkv with its segments in this directory, a tmpfs mounted
+  // with huge=within_size (2-MiB pages); empty: that peer does not run.
+  std::string huge_dir;
   int reps = 3;
   double run_s = 0.3;   // measured time of one run
   double warm_s = 0.1;  // warm-up before it, in the same process
@@ -37,6 +40,9 @@ struct Options {
   std::string callgrind_op;
   uint64_t callgrind_keys = 0;
 };
+
+// Whether --peers asks for the peer `name` ("all": every peer).
+bool PeerWanted(const Options& opt, const std::string& name);
 
 // One measured result, the median of the repetitions (Stats: ops/s and
 // latencies per op).

@@ -12,6 +12,8 @@
 #include <boost/interprocess/shared_memory_object.hpp>
 #include <cerrno>
 #include <chrono>
+#include <cinttypes>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <optional>
@@ -605,6 +607,38 @@ int Segment::Unlink(const char* name, std::string* why) {
     return MapErrno(rc);
   }
   return 0;
+}
+
+uint64_t MappedHugeBytes(const void* base, uint64_t size) {
+  // smaps counts only what this process has mapped so far: read one byte of
+  // every 2 MiB first, which maps a whole huge page where there is one (the
+  // file's pages are all allocated at creation, so a read allocates nothing).
+  const auto* bytes = static_cast<const volatile unsigned char*>(base);
+  for (uint64_t off = 0; off < size; off += uint64_t{2} << 20) (void)bytes[off];
+  std::FILE* f = std::fopen("/proc/self/smaps", "re");
+  if (f == nullptr) return 0;
+  const auto lo = reinterpret_cast<uintptr_t>(base);
+  const uintptr_t hi = lo + size;
+  uint64_t kib = 0;
+  bool inside = false;
+  char line[512];
+  while (std::fgets(line, sizeof line, f) != nullptr) {
+    uintptr_t a = 0, b = 0;
+    // A mapping's first line: "start-end perms offset dev inode path".
+    if (std::sscanf(line, "%" SCNxPTR "-%" SCNxPTR " ", &a, &b) == 2) {
+      inside = a >= lo && b <= hi && a < b;
+      continue;
+    }
+    if (!inside) continue;
+    uint64_t v = 0;
+    for (const char* field :
+         {"ShmemPmdMapped:", "FilePmdMapped:", "Shared_Hugetlb:", "Private_Hugetlb:"}) {
+      const size_t n = std::strlen(field);
+      if (std::strncmp(line, field, n) == 0 && std::sscanf(line + n, "%" SCNu64, &v) == 1) kib += v;
+    }
+  }
+  std::fclose(f);
+  return kib * 1024;
 }
 
 }  // namespace shmkv::internal

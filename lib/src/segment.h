@@ -77,6 +77,12 @@ void UnlockByte(int fd, off_t byte);
 // True if some other open file description holds a lock on the byte.
 bool ByteLockedByOther(int fd, off_t byte);
 
+// Bytes of the mapping [base, base + size) that huge pages back (a tmpfs
+// mounted with huge=within_size or always, or hugetlbfs), from
+// /proc/self/smaps after reading one byte of every 2 MiB; 0 if it cannot
+// tell.
+uint64_t MappedHugeBytes(const void* base, uint64_t size);
+
 }  // namespace shmkv::internal
 
 #endif  // SHMKV_SRC_SEGMENT_H_

@@ -2,12 +2,15 @@
 // magic, layout version, ABI fingerprint or size is refused with
 // SHMKV_EBADSEG and a message naming the mismatch), racing creators, a
 // segment from a previous boot, permissions, read-only handles.
+#include "segment.h"
+
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstring>
 #include <string>
 
@@ -237,6 +240,50 @@ TEST(SegmentTest, FilePathSegmentWorks) {
   shmkv_close(b);
   shmkv_close(a);
   EXPECT_EQ(shmkv_unlink(path.c_str()), 0);
+}
+
+// A shared anonymous mapping is shmem, like a segment on tmpfs: with
+// MADV_HUGEPAGE (where shmem_enabled allows it) its faults take 2-MiB
+// pages; with MADV_NOHUGEPAGE 4-KiB ones. MappedHugeBytes must tell the two.
+TEST(SegmentTest, MappedHugeBytesCountsOnlyHugePages) {
+  constexpr size_t kHuge = size_t{2} << 20, kLen = 8 * kHuge;
+  auto map_aligned = [](int advice) -> unsigned char* {
+    void* r = mmap(nullptr, kLen + kHuge, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (r == MAP_FAILED) return nullptr;
+    auto at = (reinterpret_cast<uintptr_t>(r) + kHuge - 1) & ~uintptr_t{kHuge - 1};
+    void* p = mmap(reinterpret_cast<void*>(at), kLen, PROT_READ | PROT_WRITE,
+                   MAP_SHARED | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+    if (p == MAP_FAILED) return nullptr;
+    madvise(p, kLen, advice);
+    std::memset(p, 1, kLen);
+    return static_cast<unsigned char*>(p);
+  };
+  unsigned char* small = map_aligned(MADV_NOHUGEPAGE);
+  ASSERT_NE(small, nullptr);
+  EXPECT_EQ(internal::MappedHugeBytes(small, kLen), 0u);
+  unsigned char* huge = map_aligned(MADV_HUGEPAGE);
+  ASSERT_NE(huge, nullptr);
+  const uint64_t got = internal::MappedHugeBytes(huge, kLen);
+  EXPECT_LE(got, kLen);
+  // Only the mapping asked about counts, not its neighbours.
+  EXPECT_EQ(internal::MappedHugeBytes(small, kLen), 0u);
+  munmap(small, kLen);
+  munmap(huge, kLen);
+  if (got == 0) {
+    std::string policy;
+    if (FILE* f = fopen("/sys/kernel/mm/transparent_hugepage/shmem_enabled", "re")) {
+      char line[256] = {};
+      if (fgets(line, sizeof line, f) != nullptr) policy = line;
+      fclose(f);
+    }
+    // The selected policy is the bracketed one.
+    if (policy.find("[never]") != std::string::npos || policy.find("[deny]") != std::string::npos ||
+        policy.empty())
+      GTEST_SKIP() << "this kernel gives shmem no huge pages (shmem_enabled: " << policy << ")";
+    ADD_FAILURE() << "shmem_enabled is " << policy << " but no huge page was counted";
+  } else {
+    EXPECT_GE(got, kHuge);
+  }
 }
 
 TEST(SegmentTest, UnlinkWhileAttachedRemovesOnlyTheName) {

@@ -16,6 +16,7 @@
 #include "gtest/gtest.h"
 #include "handle.h"
 #include "janitor.h"
+#include "segment.h"
 #include "shmkv/shmkv.h"
 #include "support/test_segment.h"
 #include "testing.h"
@@ -248,6 +249,8 @@ TEST_F(CheckTest, InfoDescribesTheSegment) {
   EXPECT_EQ(info.attached_processes, 1u);
   EXPECT_EQ(info.janitor_pid, 0u);
   EXPECT_EQ(info.superseded, 0);
+  // Whatever pages back /dev/shm here, info reports what smaps says of them.
+  EXPECT_EQ(info.huge_page_bytes, internal::MappedHugeBytes(kv_->v.base, info.memory_bytes));
   EXPECT_EQ(std::strlen(info.boot_id), 36u);
   EXPECT_GE(info.max_value_len, 1u << 19);  // a quarter of ~3.5 MiB of data
 }

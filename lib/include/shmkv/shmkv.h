@@ -275,8 +275,10 @@ typedef struct shmkv_info {
   char boot_id[40];             /* boot it belongs to */
   uint32_t janitor_pid;         /* 0 = no janitor */
   uint32_t attached_processes;
-  uint32_t process_slots; /* how many processes may attach at once */
-  int32_t superseded;     /* 1 once copied into a new segment */
+  uint32_t process_slots;   /* how many processes may attach at once */
+  int32_t superseded;       /* 1 once copied into a new segment */
+  uint64_t huge_page_bytes; /* bytes of the segment that 2-MiB pages back
+                               (README "Huge pages"); 0: 4-KiB pages only */
 } shmkv_info_t;
 SHMKV_EXPORT int shmkv_info(shmkv_t *kv, shmkv_info_t *out);
 
