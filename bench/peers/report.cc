@@ -128,9 +128,8 @@ void Targets(const Report& r, const Index& ix, std::ostream& out) {
   ratio_target("GET vs Redis pipelined 16: ≥ 5×", "get_hit", 1, "redis-p16", 5);
   const Row* inc = ix.Find(sc, "incr_hot", 2, "shmkv");
   const std::string handoff =
-      r.handoff_ns > 0 ? "; each increment is a new block (copy on write): the slot's line and "
-                         "the previous value's block lines move to the other core, and one line "
-                         "handed between the two cores takes " +
+      r.handoff_ns > 0 ? "; each increment is one 16-byte CAS on the counter's block, in "
+                         "place: its cache line moves to the other core, which takes " +
                              Fmt("%.0f", r.handoff_ns) + " ns here"
                        : "";
   row("INCR one hot key, 2 processes: ≥ 5 M ops/s total, exact count",

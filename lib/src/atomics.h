@@ -76,6 +76,15 @@ inline bool CasSlot(Slot* s, const SlotWord& expected, const SlotWord& desired) 
   return __sync_bool_compare_and_swap(reinterpret_cast<U128*>(s), e, d);
 }
 
+// 16-byte CAS on the pair {lo, hi} at a 16-byte aligned address (a
+// counter block's P, layout.h); a full barrier like CasSlot.
+inline bool CasPair(uint64_t* at, uint64_t lo, uint64_t hi, uint64_t new_lo, uint64_t new_hi) {
+  __extension__ typedef unsigned __int128 U128;
+  const U128 e = (U128{hi} << 64) | lo;
+  const U128 d = (U128{new_hi} << 64) | new_lo;
+  return __sync_bool_compare_and_swap(reinterpret_cast<U128*>(at), e, d);
+}
+
 // Loads a slot as two 8-byte acquire loads and retries until both halves
 // belong to one version (a 16-byte load is never needed, design-notes
 // §6.6). R may change alone; that is harmless to every caller.

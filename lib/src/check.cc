@@ -91,8 +91,11 @@ struct Checker {
     const uint64_t hash_lo = LoadRelaxed(reinterpret_cast<const uint64_t*>(blk + boff::kHashLo));
     const uint32_t hash_hi32 =
         static_cast<uint32_t>(LoadRelaxed(reinterpret_cast<const uint64_t*>(blk + boff::kHashHi)));
-    const uint32_t vlen = static_cast<uint32_t>(lens);
     const uint16_t klen = static_cast<uint16_t>(lens >> 32);
+    // A COUNTER block keeps user flags where others keep the value length;
+    // it has room for its key and 20 bytes, and no stored hash (layout.h).
+    const bool counter = ((lens >> 48) & kBlockFlagCounter) != 0;
+    const uint32_t vlen = counter ? kCounterRoom : static_cast<uint32_t>(lens);
     std::string key;
     const bool sane = klen >= 1 && klen <= v.max_key_len &&
                       uint64_t{kBlockHeaderSize} + klen + vlen <= v.class_size[cls];
@@ -138,7 +141,7 @@ struct Checker {
     const KeyHash kh{h.low64, h.high64};
     uint64_t b1, b2;
     BucketsOf(v, kh, &b1, &b2);
-    if (kh.lo != hash_lo || kh.hi32() != hash_hi32 || kh.tag() != ref::Tag(w.ref) ||
+    if ((!counter && (kh.lo != hash_lo || kh.hi32() != hash_hi32)) || kh.tag() != ref::Tag(w.ref) ||
         (i / 4 != b1 && i / 4 != b2)) {
       Problem(where + ": key does not hash to this slot's bucket pair and tag");
       ++census.bad_slots;

@@ -12,7 +12,7 @@
 namespace shmkv::internal {
 
 inline constexpr uint64_t kMagic = 0x01564B4D48530143ull;  // "C\x01SHMKV\x01"
-inline constexpr uint32_t kLayoutVersion = 2;
+inline constexpr uint32_t kLayoutVersion = 3;
 inline constexpr size_t kCacheLine = 64;
 inline constexpr size_t kHeaderSize = 4096;
 inline constexpr uint32_t kMaxClasses = 64;
@@ -147,8 +147,32 @@ constexpr uint32_t CoarseExp(uint64_t m) { return static_cast<uint32_t>(m); }
 //   +40 expiry, ms of segment time (0 = none)
 //   +48 key bytes, then value bytes
 // A BYTES block is immutable while linked (Invariant B): readers rely on it.
+//
+// A COUNTER block (flag kBlockFlagCounter: what incr and throttle write)
+// holds an int64 that incr changes in place. Its value is shown as decimal
+// text, and its header differs from +16:
+//   +8  cas token it was created with (only the page-age sampler reads it)
+//   +16 the pair P, 16-byte aligned, changed only by a 16-byte CAS:
+//   +16   cas token of the current value (bit 63: sealed)
+//   +24   the value (int64)
+//   +32 user_flags (low 32, where BYTES blocks keep value_len) | key_len
+//       (16) | flags (8) | reserved (8)
+//   +48 key bytes; the block has room for key + 20 bytes (the decimal text)
+// No hash is stored (whoever needs it hashes the key). Every increment takes
+// a fresh cas token, never used before, so a P read while the block was
+// linked can only be matched again by this block (a 16-byte CAS that lands
+// after the block was freed fails: the bytes there are another block's
+// header). A writer that replaces a counter block on the strength of what
+// it read (a cas-checked store or delete, touch, the copy-on-write of
+// throttle) first seals it: P's token gets bit 63, which no increment
+// expects, so the block is immutable from then on, like a BYTES block.
+// Increments that land between an unlink and the free are ordered before
+// the unlink (design-notes §4.6).
 enum BlockState : uint64_t { kFree = 0, kAlloc = 1, kLinked = 2, kKilled = 3 };
 inline constexpr uint64_t kBlockFlagNoEvict = 1;
+inline constexpr uint64_t kBlockFlagCounter = 2;
+inline constexpr uint64_t kCounterSealBit = uint64_t{1} << 63;
+inline constexpr uint32_t kCounterRoom = 20;  // longest int64 in decimal: -9223372036854775808
 
 namespace bstate {
 constexpr uint64_t Make(uint64_t st, uint64_t owner, uint64_t gen) {
@@ -163,7 +187,8 @@ inline constexpr uint64_t kGenMask = (1ull << 40) - 1;
 namespace boff {
 inline constexpr uint32_t kState = 0, kCas = 8, kHashLo = 16, kHashHi = 24, kLens = 32,
                           kExpiry = 40, kKey = 48;
-}
+inline constexpr uint32_t kPairToken = 16, kPairValue = 24;  // COUNTER blocks
+}  // namespace boff
 
 // ---- Page table ----------------------------------------------------------
 // One word per page: class + 1 (8; 0 = unassigned) | state (8) | owner

@@ -90,30 +90,106 @@ struct Cands {
 
 uint64_t* StateWord(unsigned char* blk) { return reinterpret_cast<uint64_t*>(blk); }
 
-// Block header fields, read racily (validated by the caller).
+// Block header fields, read racily (validated by the caller). For a
+// COUNTER block (layout.h) vlen is the length of its decimal text, cas the
+// token of P without the seal bit, and there is no hash.
 struct BlockMeta {
   uint64_t cas, hash_lo, expiry;
   uint32_t hash_hi32, user_flags, vlen;
   uint16_t klen;
   uint8_t flags;
+  bool counter;
+  uint64_t ptok;   // COUNTER: P's token as read (seal bit included)
+  int64_t number;  // COUNTER: P's value
 };
+
+uint32_t DecimalLen(int64_t n) {
+  char text[24];
+  return static_cast<uint32_t>(std::to_chars(text, text + sizeof(text), n).ptr - text);
+}
+
+uint64_t* PairOf(unsigned char* blk) { return reinterpret_cast<uint64_t*>(blk + boff::kPairToken); }
+
+// P of a counter block as one pair: its token, its value, then the token
+// again. A token is never used twice, so the same token on both sides
+// means no CAS came between the loads (which stay in order).
+[[gnu::noinline]] void ReadCounter(const unsigned char* blk, BlockMeta* m) {
+  const auto* tok = reinterpret_cast<const uint64_t*>(blk + boff::kPairToken);
+  const auto* val = reinterpret_cast<const uint64_t*>(blk + boff::kPairValue);
+  uint64_t t, n;
+  for (;;) {
+    t = LoadAcquire(tok);
+    n = LoadAcquire(val);
+    if (LoadAcquire(tok) == t) break;
+    CpuRelax();  // an increment landed meanwhile: it made progress
+  }
+  m->counter = true;
+  m->ptok = t;
+  m->cas = t & ~kCounterSealBit;
+  m->number = static_cast<int64_t>(n);
+  m->user_flags = m->vlen;  // where a BYTES block keeps its value length
+  m->vlen = DecimalLen(m->number);
+  m->hash_lo = 0;
+  m->hash_hi32 = 0;
+}
 
 [[gnu::always_inline]] inline BlockMeta ReadMeta(const unsigned char* blk) {
   auto word = [blk](uint32_t off) {
     return LoadRelaxed(reinterpret_cast<const uint64_t*>(blk + off));
   };
   BlockMeta m;
-  m.cas = word(boff::kCas);
-  m.hash_lo = word(boff::kHashLo);
-  const uint64_t hi = word(boff::kHashHi);
-  m.hash_hi32 = static_cast<uint32_t>(hi);
-  m.user_flags = static_cast<uint32_t>(hi >> 32);
   const uint64_t lens = word(boff::kLens);
   m.vlen = static_cast<uint32_t>(lens);
   m.klen = static_cast<uint16_t>(lens >> 32);
   m.flags = static_cast<uint8_t>(lens >> 48);
   m.expiry = word(boff::kExpiry);
+  if (__builtin_expect((m.flags & kBlockFlagCounter) != 0, 0)) {
+    ReadCounter(blk, &m);
+    return m;
+  }
+  m.counter = false;
+  m.ptok = 0;
+  m.number = 0;
+  m.cas = word(boff::kCas);
+  m.hash_lo = word(boff::kHashLo);
+  const uint64_t hi = word(boff::kHashHi);
+  m.hash_hi32 = static_cast<uint32_t>(hi);
+  m.user_flags = static_cast<uint32_t>(hi >> 32);
   return m;
+}
+
+// The hash filter: a counter block stores none (its key bytes decide).
+[[gnu::always_inline]] inline bool HashIs(const BlockMeta& m, const KeyHash& h) {
+  return m.counter || (m.hash_lo == h.lo && m.hash_hi32 == h.hi32());
+}
+
+// The value of a block: its bytes, or a counter's decimal text (n bytes).
+[[gnu::always_inline]] inline void CopyValue(void* buf, const unsigned char* blk,
+                                             const BlockMeta& m) {
+  if (__builtin_expect(m.counter, 0)) {
+    char text[24];
+    std::to_chars(text, text + sizeof(text), m.number);
+    std::memcpy(buf, text, m.vlen);
+  } else {
+    CopyOut(buf, blk, kBlockHeaderSize + m.klen, m.vlen);
+  }
+}
+
+// The hash of the key a block holds (a counter block's from its key bytes,
+// read racily: the caller validates). False if its key length is not sane.
+bool BlockKeyHash(const View& v, const unsigned char* blk, uint32_t cls, const BlockMeta& m,
+                  KeyHash* h) {
+  if (!m.counter) {
+    *h = {m.hash_lo, uint64_t{m.hash_hi32} << 32};
+    return true;
+  }
+  if (m.klen < 1 || m.klen > v.max_key_len ||
+      uint64_t{kBlockHeaderSize} + m.klen + kCounterRoom > v.class_size[cls])
+    return false;
+  char key[kMaxKeyLenLimit];
+  CopyOut(key, blk, kBlockHeaderSize, m.klen);
+  *h = HashKey(v, key, m.klen);
+  return true;
 }
 
 void WriteMeta(unsigned char* blk, const KeyHash& h, uint64_t cas, uint32_t user_flags,
@@ -179,12 +255,12 @@ enum class Read { kMiss, kHit, kRetry };
   const BlockMeta m = ReadMeta(blk);
   const uint64_t st = LoadRelaxed(StateWord(blk));
   const uint64_t room = v.class_size[cls] - kBlockHeaderSize;
-  bool eq = m.hash_lo == h.lo && m.hash_hi32 == h.hi32() && m.klen == key.size() &&
+  bool eq = HashIs(m, h) && m.klen == key.size() &&
             uint64_t{m.klen} + m.vlen <= room;  // clamp before any copy
   if (eq) eq = EqualRelaxed(blk, kBlockHeaderSize, key.data(), key.size());
   bool copied = false;
   if (eq && m.vlen <= cap && (buf != nullptr || m.vlen == 0)) {
-    if (buf != nullptr) CopyOut(buf, blk, kBlockHeaderSize + m.klen, m.vlen);
+    if (buf != nullptr) CopyValue(buf, blk, m);
     copied = true;
   }
   if (!Unchanged(s, w)) return Read::kRetry;
@@ -282,7 +358,7 @@ int KeyIs(const View& v, Slot* s, const SlotWord& w, std::string_view key, const
   const BlockMeta m = ReadMeta(blk);
   // The same length rule as ReadCandidate: an entry readers cannot see must
   // not count as present for inserts either (a corrupt block is no match).
-  bool eq = m.hash_lo == h.lo && m.hash_hi32 == h.hi32() && m.klen == key.size() &&
+  bool eq = HashIs(m, h) && m.klen == key.size() &&
             uint64_t{m.klen} + m.vlen <= v.class_size[cls] - kBlockHeaderSize;
   if (eq) eq = EqualRelaxed(blk, kBlockHeaderSize, key.data(), key.size());
   *state_out = LoadAcquire(StateWord(blk));
@@ -538,10 +614,25 @@ reclaim : {  // we were killed: keep the block and try again
 
 // ---- the update path (design-notes §4.3) ---------------------------------
 
+// Seals the counter block f found, exactly as it was read (layout.h): from
+// then on no increment lands in it. True if it is sealed with the value f
+// holds (or is no counter block); false if an increment came first.
+bool Seal(const Found& f) {
+  if (!f.m.counter || (f.m.ptok & kCounterSealBit) != 0) return true;
+  const auto n = static_cast<uint64_t>(f.m.number);
+  if (!CasPair(PairOf(f.blk), f.m.ptok, n, f.m.ptok | kCounterSealBit, n)) return false;
+  SHMKV_CRASHPOINT("counter.sealed");
+  return true;
+}
+
 // Swaps our new block for the one f found. True on success (the old block
-// is freed); false if the slot changed (our block is ALLOC again).
+// is freed); false if the slot changed (our block is ALLOC again) or, for a
+// counter block, an increment landed since f was read: every caller decides
+// on what f holds, so a counter block is sealed first (its value is then
+// exactly f's).
 bool Replace(Ctx& c, const Found& f, unsigned char* blk, uint32_t cls, uint64_t gen,
              const KeyHash& h, bool noevict, uint64_t expiry) {
+  if (!Seal(f)) return false;
   ParticipantRecord* rec = c.p->rec;
   uint64_t* st = StateWord(blk);
   const uint64_t me = c.p->index;
@@ -589,6 +680,29 @@ int MakeBlock(Ctx& c, std::string_view key, const KeyHash& h, std::string_view v
             static_cast<uint16_t>(key.size()), noevict ? kBlockFlagNoEvict : 0, expiry);
   CopyIn(nb->blk, kBlockHeaderSize, key.data(), key.size());
   CopyIn(nb->blk, kBlockHeaderSize + key.size(), val.data(), val.size());
+  return 0;
+}
+
+// A COUNTER block holding number (layout.h): P = {cas, number}.
+int MakeCounterBlock(Ctx& c, std::string_view key, int64_t number, uint32_t user_flags,
+                     bool noevict, uint64_t expiry, NewBlock* nb, uint64_t* cas) {
+  const int cls = ClassFor(c.v, kBlockHeaderSize + key.size() + kCounterRoom);
+  if (cls < 0) return Fail(SHMKV_EVALTOOBIG, "counter does not fit the largest size class");
+  int rc = 0;
+  nb->blk = Alloc(c, static_cast<uint32_t>(cls), &nb->gen, &rc);
+  if (nb->blk == nullptr) return rc;
+  nb->cls = static_cast<uint32_t>(cls);
+  *cas = NextCas(c);
+  auto put = [nb](uint32_t off, uint64_t v) {
+    StoreRelaxed(reinterpret_cast<uint64_t*>(nb->blk + off), v);
+  };
+  const uint64_t flags = kBlockFlagCounter | (noevict ? kBlockFlagNoEvict : 0);
+  put(boff::kCas, *cas);
+  put(boff::kPairToken, *cas);
+  put(boff::kPairValue, static_cast<uint64_t>(number));
+  put(boff::kLens, user_flags | (uint64_t{key.size()} << 32) | (flags << 48));
+  put(boff::kExpiry, expiry);
+  CopyIn(nb->blk, kBlockHeaderSize, key.data(), key.size());
   return 0;
 }
 
@@ -808,6 +922,8 @@ int OpDelete(Ctx& c, std::string_view key, uint64_t expect_cas) {
       c.Stat(kStatCasFailures);
       return Fail(SHMKV_ECAS, "cas token mismatch: the key changed");
     }
+    // The token decided: a counter must keep it until the unlink.
+    if (expect_cas != 0 && !Seal(f)) continue;
     if (Unlink(c, f.slot, f.w, f.blk, f.cls, f.gen)) {
       c.Stat(kStatDeletes);
       return 0;
@@ -831,26 +947,27 @@ NumberEntry ReadNumber(Ctx& c, std::string_view key, const KeyHash& h, const Can
   char cur[24];
   e.found = FindLive(c, key, h, cs, cur, 20, &e.f);
   e.live = e.found && !Expired(e.f.m.expiry, c.now);
-  e.numeric = e.live && e.f.copied && ParseDecimal(cur, e.f.m.vlen, &e.value);
+  if (e.live && e.f.m.counter) {
+    e.numeric = true;
+    e.value = e.f.m.number;
+  } else {
+    e.numeric = e.live && e.f.copied && ParseDecimal(cur, e.f.m.vlen, &e.value);
+  }
   return e;
 }
 
-// The write step of incr and throttle: publishes `number` (decimal) for the
-// key in one step, replacing the entry read (e) with one slot CAS, or
-// inserting it; a live entry keeps its user flags and NOEVICT (noevict:
-// set it in any case). 1: done;
+// The write step of incr and throttle when there is no counter block to
+// increment in place: publishes `number` in a new COUNTER block, replacing
+// the entry read (e) with one slot CAS, or inserting it; a live entry keeps
+// its user flags and NOEVICT (noevict: set it in any case). 1: done;
 // 0: lost a race (read again); < 0: error.
-template <typename Number>
 int PublishNumber(Ctx& c, std::string_view key, const KeyHash& h, const Cands& cs,
-                  const NumberEntry& e, Number number, uint64_t expiry, bool noevict) {
-  char text[24];
-  const auto tr = std::to_chars(text, text + sizeof(text), number);
-  const std::string_view val(text, static_cast<size_t>(tr.ptr - text));
+                  const NumberEntry& e, int64_t number, uint64_t expiry, bool noevict) {
   const uint32_t user_flags = e.live ? e.f.m.user_flags : 0;
   noevict = noevict || (e.live && (e.f.m.flags & kBlockFlagNoEvict));
   NewBlock nb;
   uint64_t cas;
-  if (int rc = MakeBlock(c, key, h, val, user_flags, noevict, expiry, &nb, &cas)) return rc;
+  if (int rc = MakeCounterBlock(c, key, number, user_flags, noevict, expiry, &nb, &cas)) return rc;
   if (e.found) {
     if (Replace(c, e.f, nb.blk, nb.cls, nb.gen, h, noevict, expiry)) {
       if (!e.live) c.Stat(kStatExpirations);
@@ -885,6 +1002,21 @@ int OpIncr(Ctx& c, std::string_view key, int64_t delta, int64_t initial, uint64_
       if (__builtin_add_overflow(e.value, delta, &next))
         return Fail(SHMKV_EOVERFLOW, "incr would overflow a signed 64-bit integer");
       expiry = e.f.m.expiry;
+      if (e.f.m.counter && (e.f.m.ptok & kCounterSealBit) == 0) {
+        // In place (design-notes §4.6): one 16-byte CAS on P, from exactly
+        // the pair read inside the validated window to a fresh token and
+        // the sum; the slot is not touched. Lost to another increment (or
+        // a seal): read again.
+        const uint64_t cas = NextCas(c);
+        SHMKV_CRASHPOINT("incr.in_place");
+        if (!CasPair(PairOf(e.f.blk), e.f.m.ptok, static_cast<uint64_t>(e.value), cas,
+                     static_cast<uint64_t>(next))) {
+          attempt = -1;  // contention, not corruption: every failure is another's success
+          continue;
+        }
+        if (result) *result = next;
+        return 0;
+      }
     }
     const int rc = PublishNumber(c, key, h, cs, e, next, expiry, false);
     if (rc < 0) return rc;
@@ -927,7 +1059,7 @@ int OpThrottle(Ctx& c, std::string_view key, const ThrottleArgs& a, ThrottleResu
     // never evicted before: an evicted limiter would grant a new burst. It
     // holds memory only while it is limiting (at most burst x interval).
     const uint64_t expiry = next / 1'000'000 + 2;
-    const int rc = PublishNumber(c, key, h, cs, e, next, expiry, true);
+    const int rc = PublishNumber(c, key, h, cs, e, static_cast<int64_t>(next), expiry, true);
     if (rc < 0) return rc;
     if (rc == 0) continue;
     out->allowed = true;
@@ -984,8 +1116,14 @@ int OpTouch(Ctx& c, std::string_view key, uint64_t ttl_ms) {
     const bool noevict = f.m.flags & kBlockFlagNoEvict;
     NewBlock nb;
     uint64_t cas;
-    if (int rc = MakeBlock(c, key, h, val, f.m.user_flags, noevict, expiry, &nb, &cas)) return rc;
-    // The copy is exact iff the slot is unchanged, which the swap checks.
+    // A counter stays one (with the value it is sealed with).
+    if (int rc =
+            f.m.counter
+                ? MakeCounterBlock(c, key, f.m.number, f.m.user_flags, noevict, expiry, &nb, &cas)
+                : MakeBlock(c, key, h, val, f.m.user_flags, noevict, expiry, &nb, &cas))
+      return rc;
+    // The copy is exact iff the slot is unchanged (and a counter was sealed
+    // unchanged), which the swap checks.
     if (Replace(c, f, nb.blk, nb.cls, nb.gen, h, noevict, expiry)) return 0;
     Discard(c, nb);
   }
@@ -1108,8 +1246,8 @@ uint64_t EvictClass(Ctx& c, uint32_t cls, uint64_t want, uint64_t* last_page) {
       const uint64_t st = LoadAcquire(StateWord(blk));
       if (bstate::St(st) != kLinked) continue;
       const BlockMeta m = ReadMeta(blk);
-      if (LoadAcquire(StateWord(blk)) != st) continue;
-      const KeyHash h{m.hash_lo, uint64_t{m.hash_hi32} << 32};
+      KeyHash h;
+      if (!BlockKeyHash(v, blk, cls, m, &h) || LoadAcquire(StateWord(blk)) != st) continue;
       const Cands cs = CandidatesOf(v, h);
       const uint64_t off64 = static_cast<uint64_t>(blk - v.base) / 64;
       for (int i = 0; i < 8; ++i) {
@@ -1151,8 +1289,8 @@ bool UnlinkBlock(Ctx& c, Slot* s, const SlotWord& w, unsigned char* blk, uint32_
 bool FindLiveReference(const View& v, unsigned char* blk, uint32_t cls, uint64_t st, Slot** slot,
                        SlotWord* w) {
   const BlockMeta m = ReadMeta(blk);
-  if (LoadAcquire(StateWord(blk)) != st) return false;
-  const KeyHash h{m.hash_lo, uint64_t{m.hash_hi32} << 32};
+  KeyHash h;
+  if (!BlockKeyHash(v, blk, cls, m, &h) || LoadAcquire(StateWord(blk)) != st) return false;
   const Cands cs = CandidatesOf(v, h);
   const uint64_t off64 = static_cast<uint64_t>(blk - v.base) / 64;
   for (int i = 0; i < 8; ++i) {
@@ -1172,11 +1310,15 @@ bool FindLiveReference(const View& v, unsigned char* blk, uint32_t cls, uint64_t
 
 namespace {
 
-// Finds the slot that references blk (PENDING or LIVE), if any.
-bool FindReference(const View& v, unsigned char* blk, uint64_t st, Slot** slot, SlotWord* w) {
+// Finds the slot that references blk (PENDING or LIVE), if any. A counter
+// block whose key length is not sane was never published: no slot.
+bool FindReference(const View& v, unsigned char* blk, uint32_t cls, uint64_t st, Slot** slot,
+                   SlotWord* w) {
   const BlockMeta m = ReadMeta(blk);
+  KeyHash h;
+  const bool sane = BlockKeyHash(v, blk, cls, m, &h);
   if (LoadAcquire(StateWord(blk)) != st) return true;  // changed: someone is acting on it
-  const KeyHash h{m.hash_lo, uint64_t{m.hash_hi32} << 32};
+  if (!sane) return false;
   const Cands cs = CandidatesOf(v, h);
   const uint64_t off64 = static_cast<uint64_t>(blk - v.base) / 64;
   for (int i = 0; i < 8; ++i) {
@@ -1243,8 +1385,8 @@ void RecoverParticipants(Ctx& c, const std::vector<bool>& dead) {
     const uint64_t st = LoadAcquire(StateWord(blk));
     Slot* s;
     SlotWord w;
-    if (bstate::Gen(st) == gen && bstate::St(st) != kFree && !FindReference(v, blk, st, &s, &w) &&
-        SameGrid(v, page, pw))
+    if (bstate::Gen(st) == gen && bstate::St(st) != kFree &&
+        !FindReference(v, blk, cls, st, &s, &w) && SameGrid(v, page, pw))
       FreeExact(c, blk, cls, st);
     StoreRelease(&rec->inflight_off, 0);
   }
@@ -1299,7 +1441,7 @@ void RecoverParticipants(Ctx& c, const std::vector<bool>& dead) {
         if (bstate::St(st) == kFree || bstate::Gen(st) != gen) break;
         Slot* s = nullptr;
         SlotWord w{};
-        const bool referenced = FindReference(v, blk, st, &s, &w);
+        const bool referenced = FindReference(v, blk, cls, st, &s, &w);
         if (referenced && s == nullptr) continue;  // state changed meanwhile
         if (!referenced) {
           FreeExact(c, blk, cls, st);

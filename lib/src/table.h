@@ -26,7 +26,16 @@
 // the slot is unchanged (Invariant 1 + 3). Readers write nothing to shared
 // memory, except setting a cleared CLOCK bit once per revolution.
 //
-// UPDATE (set of a present key, delete, evict, expire, touch, incr). Write a
+// COUNTERS (incr). incr writes a COUNTER block (layout.h) once, then adds
+// in place: one 16-byte CAS on the block's pair {cas token, value}, from
+// the pair read inside a validated window to {fresh token, sum}; the slot
+// is not touched, so a hot counter moves one cache line per increment.
+// Readers read the pair as token, value, token. A writer that replaces a
+// counter on the strength of what it read seals it first (token bit 63),
+// after which it is as immutable as any block; increments landing between
+// an unlink and its free are ordered before the unlink.
+//
+// UPDATE (set of a present key, delete, evict, expire, touch). Write a
 // whole new block (copy-on-write), mark it LINKED, record the old block in
 // the participant's intent word, then one 16-byte CAS swaps the slot and
 // bumps its version; whoever unlinked a block frees it (CAS on its state).
@@ -49,7 +58,9 @@
 //  (2) A LIVE slot points to a LINKED block of the slot's class whose key
 //      hashes to this slot's bucket pair; at most one LIVE slot per key.
 //  (3) A linked block is never written (its bytes are immutable until the
-//      unlink that bumps the slot version), so a validated copy is exact.
+//      unlink that bumps the slot version), so a validated copy is exact;
+//      the one exception is a COUNTER block's pair, changed only by a
+//      16-byte CAS and read as one (token, value, token).
 //  (4) A block is freed only after the CAS that made it unreachable, by the
 //      participant that did that CAS (or by recovery, if it died: its
 //      intent word names the block). free is a CAS on (state, gen), so it
@@ -85,9 +96,9 @@
 // than a page occupies a run of contiguous pages (head + continuations),
 // taken from unassigned pages or by draining the least used window.
 //
-// TRADE-OFFS. Copy-on-write makes every write allocate (incr included:
-// counters are decimal ASCII values), in exchange for one validation rule
-// for every read and a cas token that changes on every write. A bucket
+// TRADE-OFFS. Copy-on-write makes every write but an increment allocate,
+// in exchange for one validation rule for every read and a cas token that
+// changes on every write. A bucket
 // pair at load 0.75 loses about 0.3 % of inserts to premature eviction
 // (design-notes §3.3). Capacity is fixed at creation. Pages are at most
 // 1/16 of the data area, so that trading them between classes evicts
@@ -99,6 +110,10 @@
 // to drain, reassign, format and fill the page, could still match its
 // stale word against new contents: that needs the exact 64-bit word at
 // that address, the order of the slot version wrap (design-notes §6.5).
+// Likewise an increment stalled between its validated read of a counter's
+// pair and its CAS lands only on the same 16 bytes: its token is unique, so
+// after the block is reused that needs another block's 64-bit hash (or, once
+// the page serves another class, value bytes) equal to that token.
 // A stopped drainer or formatter pins its page (or run) until it resumes
 // or dies: bounded capacity, never a wait.
 //

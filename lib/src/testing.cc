@@ -18,6 +18,8 @@ namespace {
 
 const char* const kCrashPoints[] = {
     "alloc.claimed",      // block state ALLOC(me), nothing else done
+    "counter.sealed",     // counter block sealed, replacement not linked yet
+    "incr.in_place",      // counter read, fresh token taken, P not changed yet
     "update.linked",      // new block LINKED, slot not swapped yet
     "update.swapped",     // slot swapped, old block not freed yet
     "unlink.intent",      // intent written, unlinking CAS not done

@@ -395,6 +395,18 @@ int CrashPointChild(const std::string& seg, shmkv_t* kv, const char* point,
     Expect(rc == 0, sh, "incr new", rc);
     rc = shmkv_incr(kv, counter.data(), counter.size(), 1, 5, 0, nullptr);  // in place
     Expect(rc == 0, sh, "incr existing", rc);
+    // A cas-checked store seals the counter block before replacing it; the
+    // next incr turns the text back into a counter.
+    shmkv_item_info_t cinfo;
+    cinfo.struct_size = sizeof(cinfo);
+    rc = shmkv_get(kv, counter.data(), counter.size(), buf, sizeof(buf), &len, &cinfo);
+    Expect(rc == 0 && std::string(buf, len) == "6", sh, "get counter", rc);
+    shmkv_write_opts_init(&o);
+    o.expect_cas = cinfo.cas;
+    rc = shmkv_store(kv, counter.data(), counter.size(), "10", 2, &o, nullptr);
+    Expect(rc == 0, sh, "store with cas on a counter", rc);
+    rc = shmkv_incr(kv, counter.data(), counter.size(), 1, 5, 0, nullptr);
+    Expect(rc == 0, sh, "incr on text", rc);
     rc = shmkv_incr(kv, key.data(), key.size(), 1, 0, 0, nullptr);
     Expect(rc == SHMKV_ENOTNUM, sh, "incr on text", rc);
     rc = shmkv_delete(kv, counter.data(), counter.size(), 0);

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "layout.h"
 #include "shmkv/shmkv.h"
 #include "support/run_program.h"
 #include "support/test_segment.h"
@@ -338,13 +339,17 @@ TEST_F(CliTest, CheckAndRecover) {
 TEST_F(CliTest, InfoShowsGeometryCreatorAndProcesses) {
   Result r = Cli({"info", name()});
   ASSERT_EQ(r.code, 0) << r.err;
-  EXPECT_NE(r.out.find("layout version  2"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("layout version  " + std::to_string(shmkv::internal::kLayoutVersion) + "\n"),
+            std::string::npos)
+      << r.out;
+  EXPECT_NE(r.out.find("huge pages      "), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("mode            0600"), std::string::npos) << r.out;
   // A process attached to the segment shows up, alive.
   shmkv_t* kv = nullptr;
   ASSERT_EQ(shmkv_open(name().c_str(), nullptr, &kv), 0);
   json j = Json(Cli({"info", name(), "--json"}));
-  EXPECT_EQ(j["layout_version"], 2);
+  EXPECT_EQ(j["layout_version"], shmkv::internal::kLayoutVersion);
+  EXPECT_TRUE(j["huge_page_bytes"].is_number_unsigned()) << j.dump();
   EXPECT_GT(j["memory_bytes"].get<uint64_t>(), 0u);
   EXPECT_EQ(j["evict_policy"], "allkeys");
   EXPECT_EQ(j["attached_processes"], 1);
