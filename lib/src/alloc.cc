@@ -360,7 +360,12 @@ void ForSampledCas(const View& v, uint64_t page, uint32_t cls, F&& f) {
     unsigned char* blk = BlockOf(v, page, cls, i);
     const uint64_t st = LoadAcquire(StateOf(blk));
     if (bstate::St(st) != kLinked) continue;
-    const uint64_t cas = LoadRelaxed(reinterpret_cast<const uint64_t*>(blk + boff::kCas));
+    // A counter's latest write is its pair's token (layout.h).
+    const uint64_t lens = LoadRelaxed(reinterpret_cast<const uint64_t*>(blk + boff::kLens));
+    const bool counter = ((lens >> 48) & kBlockFlagCounter) != 0;
+    const uint64_t cas = LoadRelaxed(reinterpret_cast<const uint64_t*>(
+                             blk + (counter ? boff::kPairToken : boff::kCas))) &
+                         ~(counter ? kCounterSealBit : 0);
     if (LoadAcquire(StateOf(blk)) == st) f(cas);
   }
 }

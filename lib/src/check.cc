@@ -92,10 +92,10 @@ struct Checker {
     const uint32_t hash_hi32 =
         static_cast<uint32_t>(LoadRelaxed(reinterpret_cast<const uint64_t*>(blk + boff::kHashHi)));
     const uint16_t klen = static_cast<uint16_t>(lens >> 32);
-    // A COUNTER block keeps user flags where others keep the value length;
-    // it has room for its key and 20 bytes, and no stored hash (layout.h).
+    // A COUNTER block keeps user flags where others keep the value length,
+    // and nothing after its key; it stores no hash (layout.h).
     const bool counter = ((lens >> 48) & kBlockFlagCounter) != 0;
-    const uint32_t vlen = counter ? kCounterRoom : static_cast<uint32_t>(lens);
+    const uint32_t vlen = counter ? 0 : static_cast<uint32_t>(lens);
     std::string key;
     const bool sane = klen >= 1 && klen <= v.max_key_len &&
                       uint64_t{kBlockHeaderSize} + klen + vlen <= v.class_size[cls];

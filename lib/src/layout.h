@@ -151,13 +151,13 @@ constexpr uint32_t CoarseExp(uint64_t m) { return static_cast<uint32_t>(m); }
 // A COUNTER block (flag kBlockFlagCounter: what incr and throttle write)
 // holds an int64 that incr changes in place. Its value is shown as decimal
 // text, and its header differs from +16:
-//   +8  cas token it was created with (only the page-age sampler reads it)
+//   +8  cas token it was created with (unused: the pair's token is current)
 //   +16 the pair P, 16-byte aligned, changed only by a 16-byte CAS:
 //   +16   cas token of the current value (bit 63: sealed)
 //   +24   the value (int64)
 //   +32 user_flags (low 32, where BYTES blocks keep value_len) | key_len
 //       (16) | flags (8) | reserved (8)
-//   +48 key bytes; the block has room for key + 20 bytes (the decimal text)
+//   +48 key bytes, and nothing after them (a 16-byte key fills 64 bytes)
 // No hash is stored (whoever needs it hashes the key). Every increment takes
 // a fresh cas token, never used before, so a P read while the block was
 // linked can only be matched again by this block (a 16-byte CAS that lands
@@ -172,7 +172,6 @@ enum BlockState : uint64_t { kFree = 0, kAlloc = 1, kLinked = 2, kKilled = 3 };
 inline constexpr uint64_t kBlockFlagNoEvict = 1;
 inline constexpr uint64_t kBlockFlagCounter = 2;
 inline constexpr uint64_t kCounterSealBit = uint64_t{1} << 63;
-inline constexpr uint32_t kCounterRoom = 20;  // longest int64 in decimal: -9223372036854775808
 
 namespace bstate {
 constexpr uint64_t Make(uint64_t st, uint64_t owner, uint64_t gen) {

@@ -99,8 +99,9 @@ struct BlockMeta {
   uint16_t klen;
   uint8_t flags;
   bool counter;
-  uint64_t ptok;   // COUNTER: P's token as read (seal bit included)
-  int64_t number;  // COUNTER: P's value
+  uint32_t stored;  // bytes after the key: vlen, or 0 for a COUNTER block
+  uint64_t ptok;    // COUNTER: P's token as read (seal bit included)
+  int64_t number;   // COUNTER: P's value
 };
 
 uint32_t DecimalLen(int64_t n) {
@@ -129,6 +130,7 @@ uint64_t* PairOf(unsigned char* blk) { return reinterpret_cast<uint64_t*>(blk + 
   m->number = static_cast<int64_t>(n);
   m->user_flags = m->vlen;  // where a BYTES block keeps its value length
   m->vlen = DecimalLen(m->number);
+  m->stored = 0;
   m->hash_lo = 0;
   m->hash_hi32 = 0;
 }
@@ -148,6 +150,7 @@ uint64_t* PairOf(unsigned char* blk) { return reinterpret_cast<uint64_t*>(blk + 
     return m;
   }
   m.counter = false;
+  m.stored = m.vlen;
   m.ptok = 0;
   m.number = 0;
   m.cas = word(boff::kCas);
@@ -184,7 +187,7 @@ bool BlockKeyHash(const View& v, const unsigned char* blk, uint32_t cls, const B
     return true;
   }
   if (m.klen < 1 || m.klen > v.max_key_len ||
-      uint64_t{kBlockHeaderSize} + m.klen + kCounterRoom > v.class_size[cls])
+      uint64_t{kBlockHeaderSize} + m.klen > v.class_size[cls])
     return false;
   char key[kMaxKeyLenLimit];
   CopyOut(key, blk, kBlockHeaderSize, m.klen);
@@ -256,7 +259,7 @@ enum class Read { kMiss, kHit, kRetry };
   const uint64_t st = LoadRelaxed(StateWord(blk));
   const uint64_t room = v.class_size[cls] - kBlockHeaderSize;
   bool eq = HashIs(m, h) && m.klen == key.size() &&
-            uint64_t{m.klen} + m.vlen <= room;  // clamp before any copy
+            uint64_t{m.klen} + m.stored <= room;  // clamp before any copy
   if (eq) eq = EqualRelaxed(blk, kBlockHeaderSize, key.data(), key.size());
   bool copied = false;
   if (eq && m.vlen <= cap && (buf != nullptr || m.vlen == 0)) {
@@ -359,7 +362,7 @@ int KeyIs(const View& v, Slot* s, const SlotWord& w, std::string_view key, const
   // The same length rule as ReadCandidate: an entry readers cannot see must
   // not count as present for inserts either (a corrupt block is no match).
   bool eq = HashIs(m, h) && m.klen == key.size() &&
-            uint64_t{m.klen} + m.vlen <= v.class_size[cls] - kBlockHeaderSize;
+            uint64_t{m.klen} + m.stored <= v.class_size[cls] - kBlockHeaderSize;
   if (eq) eq = EqualRelaxed(blk, kBlockHeaderSize, key.data(), key.size());
   *state_out = LoadAcquire(StateWord(blk));
   *blk_out = blk;
@@ -625,14 +628,18 @@ bool Seal(const Found& f) {
   return true;
 }
 
+// What a replacement was decided on: kBlind, nothing an increment changes
+// (a plain store: increments that land in the old counter before it is
+// freed are ordered before the store); kRead, the value or cas token f
+// read, which a counter must then keep until the swap: it is sealed first.
+enum class Decided { kBlind, kRead };
+
 // Swaps our new block for the one f found. True on success (the old block
-// is freed); false if the slot changed (our block is ALLOC again) or, for a
-// counter block, an increment landed since f was read: every caller decides
-// on what f holds, so a counter block is sealed first (its value is then
-// exactly f's).
+// is freed); false if the slot changed (our block is ALLOC again) or, with
+// kRead, an increment landed in f's counter since f was read.
 bool Replace(Ctx& c, const Found& f, unsigned char* blk, uint32_t cls, uint64_t gen,
-             const KeyHash& h, bool noevict, uint64_t expiry) {
-  if (!Seal(f)) return false;
+             const KeyHash& h, bool noevict, uint64_t expiry, Decided decided) {
+  if (decided == Decided::kRead && !Seal(f)) return false;
   ParticipantRecord* rec = c.p->rec;
   uint64_t* st = StateWord(blk);
   const uint64_t me = c.p->index;
@@ -686,7 +693,7 @@ int MakeBlock(Ctx& c, std::string_view key, const KeyHash& h, std::string_view v
 // A COUNTER block holding number (layout.h): P = {cas, number}.
 int MakeCounterBlock(Ctx& c, std::string_view key, int64_t number, uint32_t user_flags,
                      bool noevict, uint64_t expiry, NewBlock* nb, uint64_t* cas) {
-  const int cls = ClassFor(c.v, kBlockHeaderSize + key.size() + kCounterRoom);
+  const int cls = ClassFor(c.v, kBlockHeaderSize + key.size());
   if (cls < 0) return Fail(SHMKV_EVALTOOBIG, "counter does not fit the largest size class");
   int rc = 0;
   nb->blk = Alloc(c, static_cast<uint32_t>(cls), &nb->gen, &rc);
@@ -883,7 +890,8 @@ int OpStore(Ctx& c, std::string_view key, std::string_view val, const shmkv_writ
     if (live) {  // update path (an expired entry is replaced in place too)
       const uint64_t e = keepttl && !Expired(f.m.expiry, c.now) ? f.m.expiry : expiry;
       SetExpiry(nb.blk, e);
-      if (Replace(c, f, nb.blk, nb.cls, nb.gen, h, noevict, e)) {
+      const Decided d = o.expect_cas != 0 ? Decided::kRead : Decided::kBlind;
+      if (Replace(c, f, nb.blk, nb.cls, nb.gen, h, noevict, e, d)) {
         if (Expired(f.m.expiry, c.now)) c.Stat(kStatExpirations);
         c.Stat(kStatSets);
         if (new_cas) *new_cas = cas;
@@ -969,7 +977,7 @@ int PublishNumber(Ctx& c, std::string_view key, const KeyHash& h, const Cands& c
   uint64_t cas;
   if (int rc = MakeCounterBlock(c, key, number, user_flags, noevict, expiry, &nb, &cas)) return rc;
   if (e.found) {
-    if (Replace(c, e.f, nb.blk, nb.cls, nb.gen, h, noevict, expiry)) {
+    if (Replace(c, e.f, nb.blk, nb.cls, nb.gen, h, noevict, expiry, Decided::kRead)) {
       if (!e.live) c.Stat(kStatExpirations);
       return 1;
     }
@@ -1005,8 +1013,9 @@ int OpIncr(Ctx& c, std::string_view key, int64_t delta, int64_t initial, uint64_
       if (e.f.m.counter && (e.f.m.ptok & kCounterSealBit) == 0) {
         // In place (design-notes §4.6): one 16-byte CAS on P, from exactly
         // the pair read inside the validated window to a fresh token and
-        // the sum; the slot is not touched. Lost to another increment (or
-        // a seal): read again.
+        // the sum; the slot is not touched (but for its CLOCK bit, set as
+        // a reader sets it: a counter in use is not cold). Lost to another
+        // increment (or a seal): read again.
         const uint64_t cas = NextCas(c);
         SHMKV_CRASHPOINT("incr.in_place");
         if (!CasPair(PairOf(e.f.blk), e.f.m.ptok, static_cast<uint64_t>(e.value), cas,
@@ -1014,6 +1023,7 @@ int OpIncr(Ctx& c, std::string_view key, int64_t delta, int64_t initial, uint64_
           attempt = -1;  // contention, not corruption: every failure is another's success
           continue;
         }
+        Reference(c, e.f);
         if (result) *result = next;
         return 0;
       }
@@ -1124,7 +1134,7 @@ int OpTouch(Ctx& c, std::string_view key, uint64_t ttl_ms) {
       return rc;
     // The copy is exact iff the slot is unchanged (and a counter was sealed
     // unchanged), which the swap checks.
-    if (Replace(c, f, nb.blk, nb.cls, nb.gen, h, noevict, expiry)) return 0;
+    if (Replace(c, f, nb.blk, nb.cls, nb.gen, h, noevict, expiry, Decided::kRead)) return 0;
     Discard(c, nb);
   }
 }
@@ -1181,7 +1191,7 @@ int OpScan(Ctx& c, uint64_t* cursor, std::string_view prefix, size_t limit, shmk
       if (blk == nullptr) break;
       const BlockMeta m = ReadMeta(blk);
       const bool sane = m.klen >= 1 && m.klen <= c.v.max_key_len &&
-                        uint64_t{m.klen} + m.vlen <= c.v.class_size[cls] - kBlockHeaderSize;
+                        uint64_t{m.klen} + m.stored <= c.v.class_size[cls] - kBlockHeaderSize;
       if (sane) CopyOut(key.data(), blk, kBlockHeaderSize, m.klen);
       if (!Unchanged(s, w)) continue;
       if (!sane || Expired(m.expiry, c.now)) break;

@@ -554,6 +554,19 @@ TEST(CrashTest, EveryCrashPointIsRecoverable) {
       ASSERT_EQ(rc, 0) << point << ": anchor " << k << ": " << shmkv_strerror(rc);
       EXPECT_EQ(std::string(buf, len), AnchorValue(i)) << point;
     }
+    // Killed between sealing a counter and replacing it: the counter is
+    // still there, sealed, with its value; an increment copies it on.
+    if (point == "counter.sealed" && KilledBy(status, SIGKILL)) {
+      const std::string counter = "cp-counter.sealed-k0-n";
+      size_t len = 0;
+      ASSERT_EQ(shmkv_get(kv, counter.data(), counter.size(), buf, sizeof(buf), &len, nullptr), 0);
+      EXPECT_EQ(std::string(buf, len), "6");
+      int64_t r = 0;
+      ASSERT_EQ(shmkv_incr(kv, counter.data(), counter.size(), 1, 0, 0, &r), 0);
+      EXPECT_EQ(r, 7);
+      ASSERT_EQ(shmkv_incr(kv, counter.data(), counter.size(), 1, 0, 0, &r), 0);
+      EXPECT_EQ(r, 8);
+    }
     // The parent can still write and read (fresh keys and updates).
     for (int i = 0; i < 50; ++i) {
       std::string k = "after-" + point + "-" + std::to_string(i);

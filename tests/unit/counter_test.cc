@@ -202,48 +202,114 @@ TEST_F(CounterTest, TouchKeepsTheCounterAndIncrementsGoOnInPlace) {
 }
 
 // Writers that decide on what they read race in-place increments: a
-// cas-checked store adds 1 000 000 to the value it read, touch copies it.
-// Whatever the interleaving, nothing is lost: the final value is every
-// increment plus 1 000 000 per store that succeeded.
-TEST_F(CounterTest, CasStoresAndTouchesRacingIncrementsLoseNothing) {
+// cas-checked store adds 1 000 000 to the value it read, touch copies it, a
+// cas-checked delete takes the value it read away (the incrementer then
+// creates the key again, counting itself). Whatever the interleaving,
+// nothing is lost: every increment is in the final value, next to what the
+// stores added and the deletes took.
+enum class Racer { kCasStore, kTouch, kCasDelete };
+
+class CounterRaceTest : public CounterTest, public ::testing::WithParamInterface<Racer> {};
+
+TEST_P(CounterRaceTest, RacingAnIncrementerLosesNothing) {
+  const Racer racer = GetParam();
   ASSERT_EQ(Incr("race", 0, 0), 0);
-  std::atomic<bool> ready{false}, done{false};
-  std::atomic<uint64_t> stores{0}, touches{0};
+  std::atomic<bool> ready{false}, done{false}, failed{false};
+  std::atomic<uint64_t> wins{0};
+  std::atomic<int64_t> taken{0};
   std::thread other([&] {
     shmkv_t* kv = nullptr;
-    ASSERT_EQ(shmkv_open(seg_.c_str(), nullptr, &kv), 0);
+    if (shmkv_open(seg_.c_str(), nullptr, &kv) != 0) failed = true;
     ready = true;
-    for (int round = 0; !done.load(std::memory_order_relaxed); ++round) {
+    while (!failed.load() && !done.load(std::memory_order_relaxed)) {
       char buf[32];
       size_t len = 0;
       shmkv_item_info_t info{};
       info.struct_size = sizeof(info);
-      ASSERT_EQ(shmkv_get(kv, "race", 4, buf, sizeof(buf), &len, &info), 0);
-      if (round % 2 == 0) {
-        const std::string next = std::to_string(std::stoll(std::string(buf, len)) + 1'000'000);
+      int rc = shmkv_get(kv, "race", 4, buf, sizeof(buf), &len, &info);
+      if (rc == SHMKV_ENOTFOUND) continue;  // deleted: the incrementer creates it again
+      if (rc != 0) {
+        ADD_FAILURE() << "get: " << rc;
+        failed = true;
+        break;
+      }
+      const int64_t seen = std::stoll(std::string(buf, len));
+      if (racer == Racer::kCasStore) {
+        const std::string next = std::to_string(seen + 1'000'000);
         shmkv_write_opts_t w;
         shmkv_write_opts_init(&w);
         w.expect_cas = info.cas;
-        const int rc = shmkv_store(kv, "race", 4, next.data(), next.size(), &w, nullptr);
-        ASSERT_TRUE(rc == 0 || rc == SHMKV_ECAS) << rc;
-        if (rc == 0) stores.fetch_add(1);
+        rc = shmkv_store(kv, "race", 4, next.data(), next.size(), &w, nullptr);
+      } else if (racer == Racer::kTouch) {
+        rc = shmkv_touch(kv, "race", 4, 0);
       } else {
-        ASSERT_EQ(shmkv_touch(kv, "race", 4, 0), 0);
-        touches.fetch_add(1);
+        rc = shmkv_delete(kv, "race", 4, info.cas);
+        if (rc == 0) taken.fetch_add(seen);
+      }
+      if (rc == 0) {
+        wins.fetch_add(1);
+      } else if (rc != SHMKV_ECAS && rc != SHMKV_ENOTFOUND) {
+        ADD_FAILURE() << "write: " << rc;
+        failed = true;
       }
     }
     shmkv_close(kv);
   });
   while (!ready.load()) std::this_thread::yield();
-  // Increment until both kinds of writer have run many times in between.
-  uint64_t increments = 0;
-  while (increments < 20'000 || stores.load() < 200 || touches.load() < 200) {
-    ASSERT_EQ(Incr("race", 1), 0);
+  // Increment until the other writer has won many times in between.
+  int64_t increments = 0;
+  while (!failed.load() && (increments < 20'000 || wins.load() < 1000)) {
+    ASSERT_EQ(Incr("race", 1, 1), 0);  // absent: created as 1, this increment
     ++increments;
   }
   done = true;
   other.join();
-  EXPECT_EQ(Get("race"), std::to_string(increments + 1'000'000 * stores.load()));
+  ASSERT_FALSE(failed.load());
+  const int64_t added =
+      racer == Racer::kCasStore ? 1'000'000 * static_cast<int64_t>(wins.load()) : 0;
+  const std::string left = Get("race");
+  const int64_t final_value = left[0] == '<' ? 0 : std::stoll(left);
+  EXPECT_EQ(final_value + taken.load(), increments + added)
+      << "wins " << wins.load() << ", taken " << taken.load();
+}
+
+INSTANTIATE_TEST_SUITE_P(Writers, CounterRaceTest,
+                         ::testing::Values(Racer::kCasStore, Racer::kTouch, Racer::kCasDelete),
+                         [](const ::testing::TestParamInfo<Racer>& i) {
+                           return i.param == Racer::kCasStore ? std::string("CasStore")
+                                  : i.param == Racer::kTouch  ? std::string("Touch")
+                                                              : std::string("CasDelete");
+                         });
+
+// In-place increments do not change the slot, but they set its CLOCK bit
+// as a read does (once cleared by eviction's second chance): a counter that
+// is only ever incremented is not taken for a cold entry (it would silently
+// start again at its initial value: a rate limit's window granted anew).
+TEST_F(CounterTest, AnIncrementSetsTheClockBitLikeARead) {
+  ASSERT_EQ(Incr("hot", 1, 1), 0);
+  ASSERT_EQ(Incr("hot", 1), 0);
+  auto clear_r = [&] {
+    const SlotWord w = SlotOf("hot");
+    ASSERT_TRUE(internal::ref::R(w.ref));
+    // What eviction's second chance does.
+    internal::Slot* s = nullptr;
+    const internal::View& v = kv_->v;
+    for (uint64_t i = 0; i < v.n_buckets * 4 && s == nullptr; ++i) {
+      internal::Slot* c = &v.buckets[i / 4].slot[i % 4];
+      if (internal::LoadSlot(c) == w) s = c;
+    }
+    ASSERT_NE(s, nullptr);
+    ASSERT_TRUE(internal::CasSlot(s, w, {w.ref & ~internal::ref::kRBit, w.meta}));
+    ASSERT_FALSE(internal::ref::R(SlotOf("hot").ref));
+  };
+  clear_r();
+  int64_t r = 0;
+  ASSERT_EQ(Incr("hot", 1, 0, &r), 0);
+  EXPECT_EQ(r, 3);
+  EXPECT_TRUE(internal::ref::R(SlotOf("hot").ref)) << "an increment marks the counter used";
+  clear_r();
+  EXPECT_EQ(Get("hot"), "3");
+  EXPECT_TRUE(internal::ref::R(SlotOf("hot").ref)) << "and so does a read";
 }
 
 }  // namespace
