@@ -68,6 +68,9 @@ class Backend {
   virtual bool CanPipeline(OpType) const { return false; }
   // True for the in-process maps: one process only, run in the driver.
   virtual bool InProcess() const { return false; }
+  // True for the servers: an op is a round trip of microseconds, timed on
+  // its own (unless pipelined); other stores are timed in batches (kBatch).
+  virtual bool RoundTrip() const { return false; }
   // Roughly what the store will need in RAM, for the free-memory check.
   virtual uint64_t EstimateBytes(const StoreSpec& spec) const = 0;
 };

@@ -99,6 +99,7 @@ class MemcachedBackend final : public Backend {
   }
 
   bool CanPipeline(OpType t) const override { return t != OpType::kIncr; }
+  bool RoundTrip() const override { return true; }
 
   uint64_t EstimateBytes(const StoreSpec& spec) const override {
     return spec.items * (spec.key_len + spec.value_len + 80);

@@ -68,6 +68,7 @@ class RedisBackend final : public Backend {
   }
 
   bool CanPipeline(OpType) const override { return true; }
+  bool RoundTrip() const override { return true; }
 
   uint64_t EstimateBytes(const StoreSpec& spec) const override {
     return spec.items * (spec.key_len + spec.value_len + 80);
