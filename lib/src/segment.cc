@@ -469,6 +469,12 @@ int Segment::Open(const char* name, const shmkv_options_t* opts, std::unique_ptr
     }
   }
 
+  // Huge pages come from the file system under the segment (README "Huge
+  // pages"), never from madvise here: MADV_HUGEPAGE cannot act on pages that
+  // posix_fallocate already allocated, and MADV_COLLAPSE on a tmpfs mounted
+  // huge=always was seen (Linux 6.18) to leave the mapping on pages the file
+  // no longer had: writes through it reached neither read() nor other
+  // processes.
   auto map = [&](uint64_t bytes, ipc::mode_t mode) {
     if (im.shm)
       im.region = ipc::mapped_region(*im.shm, mode, 0, bytes);
