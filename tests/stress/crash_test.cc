@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <cstdio>
@@ -176,10 +177,14 @@ int CrashWriter(const std::string& seg, shmkv_t* inherited, int round, ChildLog*
 TEST(CrashTest, RandomSigkillOfWriterLeavesUsableSegmentAndNoLeak) {
   Watchdog dog(120, "CrashTest.RandomSigkillOfWriterLeavesUsableSegmentAndNoLeak");
   ScopedSegmentName seg("crash");
-  shmkv_options_t opts = SmallOptions(16u << 20);
+  const int rounds = static_cast<int>(StressScale(20));
+  // Every key of every round must stay (the soak scale makes 80 000 keys):
+  // room for all of them, values up to 1 KiB.
+  const uint64_t all_keys = static_cast<uint64_t>(rounds) * kKeysPerRound;
+  shmkv_options_t opts = SmallOptions(std::max<uint64_t>(16u << 20, all_keys * 2048),
+                                      std::max<uint64_t>(all_keys * 3, 65536));
   shmkv_t* kv = nullptr;
   ASSERT_EQ(shmkv_open(seg.c_str(), &opts, &kv), 0) << shmkv_last_error();
-  const int rounds = static_cast<int>(StressScale(20));
   std::mt19937_64 rng(static_cast<uint64_t>(NowNs()));
   uint64_t recovered_total = 0, inflight_kills = 0, took_effect = 0;
   for (int round = 0; round < rounds && !HasFailure(); ++round) {

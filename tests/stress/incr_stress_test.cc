@@ -90,10 +90,13 @@ TEST(IncrStressTest, NoIncrementIsLostAndEveryResultIsUnique) {
 TEST(IncrStressTest, RacingCreatesOfFreshCountersApplyEveryIncrementOnce) {
   Watchdog dog(120, "IncrStressTest.RacingCreatesOfFreshCountersApplyEveryIncrementOnce");
   ScopedSegmentName seg("incrcreate");
-  shmkv_options_t opts = SmallOptions(16u << 20);
+  const uint64_t keys = StressScale(5'000);
+  // Room for every counter (the soak scale makes 100 000): none may be
+  // evicted before the final check.
+  shmkv_options_t opts =
+      SmallOptions(std::max<uint64_t>(16u << 20, keys * 512), std::max<uint64_t>(keys * 3, 1024));
   shmkv_t* kv = nullptr;
   ASSERT_EQ(shmkv_open(seg.c_str(), &opts, &kv), 0) << shmkv_last_error();
-  const uint64_t keys = StressScale(5'000);
   SharedRegion shared(sizeof(int64_t) * keys * kProcs + sizeof(int64_t) * kProcs);
   int64_t* results = shared.as<int64_t>();
   int64_t* errors = results + keys * kProcs;
