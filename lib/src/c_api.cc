@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
 #include <new>
 
 #include "handle.h"
@@ -422,8 +423,12 @@ int shmkv_info(shmkv_t* kv, shmkv_info_t* out) {
     r.process_slots = static_cast<uint32_t>(v.n_procs);
     r.superseded =
         shmkv::internal::LoadAcquire32(&h->init_state) == shmkv::internal::kSuperseded ? 1 : 0;
-    if (out->struct_size >= offsetof(shmkv_info_t, huge_page_bytes) + sizeof(r.huge_page_bytes))
-      r.huge_page_bytes = shmkv::internal::MappedHugeBytes(v.base, h->total_size);
+    if (out->struct_size >= offsetof(shmkv_info_t, huge_page_bytes) + sizeof(r.huge_page_bytes)) {
+      std::call_once(kv->huge_once, [&] {
+        kv->huge_bytes = shmkv::internal::MappedHugeBytes(v.base, h->total_size);
+      });
+      r.huge_page_bytes = kv->huge_bytes;
+    }
     std::memcpy(out, &r, std::min<size_t>(out->struct_size, sizeof(r)));
     return 0;
   });

@@ -59,6 +59,13 @@ struct shmkv_handle {
   bool precise = false;
   uint64_t serial = 0;  // unique per open in this process
 
+  // shmkv_info's huge_page_bytes, measured on the first call that asks for
+  // it: it reads a byte of every 2 MiB and parses /proc/self/smaps, too much
+  // for callers that poll shmkv_info (shmkv top), and the pages under a
+  // segment are chosen when it is created.
+  std::once_flag huge_once;
+  uint64_t huge_bytes = 0;
+
   std::mutex mu;  // guards the registration fields below
   pid_t pid = 0;  // the process that holds proc_index
   int64_t proc_index = -1;
