@@ -361,11 +361,11 @@ void ForSampledCas(const View& v, uint64_t page, uint32_t cls, F&& f) {
     const uint64_t st = LoadAcquire(StateOf(blk));
     if (bstate::St(st) != kLinked) continue;
     // A counter's latest write is its pair's token (layout.h).
-    const uint64_t lens = LoadRelaxed(reinterpret_cast<const uint64_t*>(blk + boff::kLens));
-    const bool counter = ((lens >> 48) & kBlockFlagCounter) != 0;
-    const uint64_t cas = LoadRelaxed(reinterpret_cast<const uint64_t*>(
-                             blk + (counter ? boff::kPairToken : boff::kCas))) &
-                         ~(counter ? kCounterSealBit : 0);
+    const bool counter =
+        IsCounter(LoadRelaxed(reinterpret_cast<const uint64_t*>(blk + boff::kLens)));
+    const uint64_t word = LoadRelaxed(
+        reinterpret_cast<const uint64_t*>(blk + (counter ? boff::kPairToken : boff::kCas)));
+    const uint64_t cas = counter ? CounterCas(word) : word;
     if (LoadAcquire(StateOf(blk)) == st) f(cas);
   }
 }

@@ -6,8 +6,6 @@
 // slot is read, checked and re-read, and a slot that changed is re-checked
 // (or skipped after a few tries), so that only definite violations are
 // reported. Offline (nobody else attached) every block is accounted for.
-#include <xxhash.h>
-
 #include <cstring>
 #include <mutex>
 #include <string>
@@ -94,7 +92,7 @@ struct Checker {
     const uint16_t klen = static_cast<uint16_t>(lens >> 32);
     // A COUNTER block keeps user flags where others keep the value length,
     // and nothing after its key; it stores no hash (layout.h).
-    const bool counter = ((lens >> 48) & kBlockFlagCounter) != 0;
+    const bool counter = IsCounter(lens);
     const uint32_t vlen = counter ? 0 : static_cast<uint32_t>(lens);
     std::string key;
     const bool sane = klen >= 1 && klen <= v.max_key_len &&
@@ -137,8 +135,7 @@ struct Checker {
       ++census.bad_slots;
       return true;
     }
-    const XXH128_hash_t h = XXH3_128bits_withSeed(key.data(), key.size(), v.seed);
-    const KeyHash kh{h.low64, h.high64};
+    const KeyHash kh = HashKey(v, key.data(), key.size());
     uint64_t b1, b2;
     BucketsOf(v, kh, &b1, &b2);
     if ((!counter && (kh.lo != hash_lo || kh.hi32() != hash_hi32)) || kh.tag() != ref::Tag(w.ref) ||

@@ -172,6 +172,10 @@ enum BlockState : uint64_t { kFree = 0, kAlloc = 1, kLinked = 2, kKilled = 3 };
 inline constexpr uint64_t kBlockFlagNoEvict = 1;
 inline constexpr uint64_t kBlockFlagCounter = 2;
 inline constexpr uint64_t kCounterSealBit = uint64_t{1} << 63;
+// Whether the word at boff::kLens is a COUNTER block's; the cas token of
+// P's token word (the seal bit off).
+constexpr bool IsCounter(uint64_t lens) { return ((lens >> 48) & kBlockFlagCounter) != 0; }
+constexpr uint64_t CounterCas(uint64_t token) { return token & ~kCounterSealBit; }
 
 namespace bstate {
 constexpr uint64_t Make(uint64_t st, uint64_t owner, uint64_t gen) {

@@ -126,7 +126,7 @@ uint64_t* PairOf(unsigned char* blk) { return reinterpret_cast<uint64_t*>(blk + 
   }
   m->counter = true;
   m->ptok = t;
-  m->cas = t & ~kCounterSealBit;
+  m->cas = CounterCas(t);
   m->number = static_cast<int64_t>(n);
   m->user_flags = m->vlen;  // where a BYTES block keeps its value length
   m->vlen = DecimalLen(m->number);
@@ -145,7 +145,7 @@ uint64_t* PairOf(unsigned char* blk) { return reinterpret_cast<uint64_t*>(blk + 
   m.klen = static_cast<uint16_t>(lens >> 32);
   m.flags = static_cast<uint8_t>(lens >> 48);
   m.expiry = word(boff::kExpiry);
-  if (__builtin_expect((m.flags & kBlockFlagCounter) != 0, 0)) {
+  if (__builtin_expect(IsCounter(lens), 0)) {
     ReadCounter(blk, &m);
     return m;
   }
