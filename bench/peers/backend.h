@@ -75,6 +75,11 @@ class Backend {
   virtual uint64_t EstimateBytes(const StoreSpec& spec) const = 0;
 };
 
+// The max_items a non-evicting shmkv store of `items` keys is created with
+// (3x: no bucket pair ever fills), and the bytes of its index (16-B slots at
+// load 0.75 of that).
+uint64_t ShmkvMaxItems(uint64_t items);
+uint64_t ShmkvIndexBytes(uint64_t items);
 // dir: where its segments go (a path); empty: POSIX shm names (/dev/shm).
 std::unique_ptr<Backend> MakeShmkv(const std::string& dir);
 std::unique_ptr<Backend> MakeRedis(const std::string& socket);

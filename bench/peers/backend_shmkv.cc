@@ -27,7 +27,7 @@ class ShmkvBackend final : public Backend {
       // bucketized table that evicts when a key's bucket pair is full, which
       // happens for a few keys in 100 000 at load 0.5 (max_items = 1.5x the
       // items); at 3x it did not happen in our tests.
-      o.max_items = spec.items * 3 + 1024;
+      o.max_items = ShmkvMaxItems(spec.items);
       o.memory_bytes = EstimateBytes(spec);
     }
     o.max_value_len = std::max<uint32_t>(spec.value_len, 1024);
@@ -131,7 +131,7 @@ class ShmkvBackend final : public Backend {
     // A block (48-B header, key, value) in a size class, with slack for the
     // class spacing, plus an index of 16-B slots at load 0.75 of max_items.
     const uint64_t block = spec.key_len + spec.value_len + 48;
-    const uint64_t index = (spec.items * 3 + 1024) * 4 / 3 * 16;
+    const uint64_t index = ShmkvIndexBytes(spec.items);
     return std::max<uint64_t>(64ull << 20, spec.items * block * 3 / 2 + index + (32ull << 20));
   }
 
@@ -143,6 +143,9 @@ class ShmkvBackend final : public Backend {
 };
 
 }  // namespace
+
+uint64_t ShmkvMaxItems(uint64_t items) { return items * 3 + 1024; }
+uint64_t ShmkvIndexBytes(uint64_t items) { return ShmkvMaxItems(items) * 4 / 3 * 16; }
 
 std::unique_ptr<Backend> MakeShmkv(const std::string& dir) {
   return std::make_unique<ShmkvBackend>(dir);

@@ -1333,7 +1333,7 @@ class Driver {
       // over buffers around the size of the shmkv store's working set
       // (the index sized as its backend sizes it, the blocks of the items).
       const uint64_t block = (48 + 16 + sc.vlen + 63) / 64 * 64;
-      rep_->shmkv_index_bytes = (sc.keys * 3 + 1024) * 4 / 3 * 16;
+      rep_->shmkv_index_bytes = ShmkvIndexBytes(sc.keys);
       rep_->shmkv_block_bytes = sc.keys * block;
       for (uint64_t mib : {1, 2, 4, 8, 16, 32, 64}) {
         rep_->chase_by_size.push_back({mib << 20, PointerChaseNs(mib << 20)});
