@@ -253,11 +253,16 @@ void RecoverParticipants(Ctx& c, const std::vector<bool>& dead);
 #if defined(SHMKV_TESTING)
 namespace shmkv::testing {
 void CrashPoint(const char* name);
+void Step(const char* name);
 bool SkipReadValidation();
 }  // namespace shmkv::testing
 #define SHMKV_CRASHPOINT(name) ::shmkv::testing::CrashPoint(name)
+// A point a test can pause a thread at (SetStepHook), but not crash at:
+// a crash there leaves what an earlier crash point leaves.
+#define SHMKV_STEP(name) ::shmkv::testing::Step(name)
 #else
 #define SHMKV_CRASHPOINT(name) ((void)0)
+#define SHMKV_STEP(name) ((void)0)
 #endif
 
 #endif  // SHMKV_SRC_HANDLE_H_

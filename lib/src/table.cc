@@ -566,14 +566,20 @@ decide : {
     // overwritten and freed (even reused) by others. Never touch it again.
     return Ins::kInserted;
   }
-  // The lowest position wins; kill every higher claim first.
+  // The lowest position wins; kill every higher claim first. A higher
+  // claim is not always a later one (claims go to the less loaded bucket,
+  // and a slot below may empty meanwhile), so it may be decided while we
+  // kill it: if it is LINKED after our kill attempt, it won, whatever our
+  // CAS saw; linking ours too would make two LIVE entries (Invariant 2).
   for (int j = 1; j < n; ++j) {
     uint64_t* xs = StateWord(list[j].blk);
     uint64_t cur = LoadAcquire(xs);
     if (bstate::St(cur) == kLinked && bstate::Gen(cur) == list[j].gen) goto decide;
+    SHMKV_STEP("insert.kill_loaded");
     if (bstate::St(cur) == kAlloc && bstate::Gen(cur) == list[j].gen)
       CasWord(xs, cur, bstate::Make(kKilled, bstate::Owner(cur), list[j].gen));
     cur = LoadAcquire(xs);
+    if (bstate::St(cur) == kLinked && bstate::Gen(cur) == list[j].gen) goto decide;
     if (bstate::St(cur) == kKilled && bstate::Gen(cur) == list[j].gen)
       HelpEmpty(cs.s(list[j].pos), list[j].w);
   }
@@ -1335,7 +1341,10 @@ bool FindReference(const View& v, unsigned char* blk, uint32_t cls, uint64_t st,
     Slot* s = cs.s(i);
     const SlotWord x = LoadSlot(s);
     const uint64_t state = ref::State(x.ref);
-    if ((state == kLive || state == kPending) && ref::Off64(x.ref) == off64) {
+    // The class too, as FindLiveReference: a slot of another grid's block
+    // at this address does not reference this block.
+    if ((state == kLive || state == kPending) && ref::Off64(x.ref) == off64 &&
+        ref::Class(x.ref) == cls && ref::Tag(x.ref) == h.tag()) {
       *slot = s;
       *w = x;
       return true;
@@ -1476,5 +1485,43 @@ void RecoverParticipants(Ctx& c, const std::vector<bool>& dead) {
     }
   }
 }
+
+#if defined(SHMKV_TESTING)
+// Invariant 2 probe for stress tests: the LIVE entries of key among its 8
+// candidate slots, read twice; the count is only returned when both reads
+// agree (then all those slots held those words at once). -1 if the slots
+// kept changing. *why describes each LIVE entry found.
+int ProbeLiveCopies(const View& v, std::string_view key, std::string* why) {
+  const KeyHash h = HashKey(v, key.data(), key.size());
+  const Cands cs = CandidatesOf(v, h);
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    SlotWord w1[8];
+    for (int i = 0; i < 8; ++i) w1[i] = LoadSlot(cs.s(i));
+    int live = 0;
+    std::string d;
+    bool stable = true;
+    for (int i = 0; i < 8 && stable; ++i) {
+      if (ref::State(w1[i].ref) != kLive) continue;
+      unsigned char* b = nullptr;
+      uint64_t bs = 0;
+      const int k = KeyIs(v, cs.s(i), w1[i], key, h, &b, &bs);
+      if (k < 0) stable = false;
+      if (k != 1) continue;
+      ++live;
+      const BlockMeta m = ReadMeta(b);
+      d += "pos " + std::to_string(i) + " off64 " + std::to_string(ref::Off64(w1[i].ref)) +
+           " ver " + std::to_string(meta::Version(w1[i].meta)) + " state " +
+           std::to_string(bstate::St(bs)) + " owner " + std::to_string(bstate::Owner(bs)) +
+           " gen " + std::to_string(bstate::Gen(bs)) + " cas " + std::to_string(m.cas) +
+           (m.counter ? " counter" : "") + "; ";
+    }
+    for (int i = 0; i < 8 && stable; ++i) stable = Unchanged(cs.s(i), w1[i]);
+    if (!stable) continue;
+    if (why != nullptr) *why = d;
+    return live;
+  }
+  return -1;
+}
+#endif
 
 }  // namespace shmkv::internal

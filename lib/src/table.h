@@ -203,6 +203,10 @@ KeyHash HashKey(const View& v, const void* key, size_t len);
 // The two candidate buckets of a hash (distinct when n_buckets > 1).
 void BucketsOf(const View& v, const KeyHash& h, uint64_t* b1, uint64_t* b2);
 
+#if defined(SHMKV_TESTING)
+int ProbeLiveCopies(const View& v, std::string_view key, std::string* why);
+#endif
+
 }  // namespace shmkv::internal
 
 #endif  // SHMKV_SRC_TABLE_H_

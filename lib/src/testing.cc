@@ -41,6 +41,8 @@ std::atomic<bool> g_skip_validation{
     std::getenv("SHMKV_TEST_SKIP_READ_VALIDATION") != nullptr &&
     std::strcmp(std::getenv("SHMKV_TEST_SKIP_READ_VALIDATION"), "1") == 0};
 
+std::atomic<StepHook> g_step_hook{nullptr};
+
 struct Armed {
   std::string name;
   std::atomic<uint64_t> remaining{0};
@@ -73,7 +75,18 @@ void ArmCrashPoint(const char* name, uint64_t nth) {
 
 const char* const* CrashPoints() { return kCrashPoints; }
 
+int LiveCopies(shmkv_t* kv, const void* key, size_t len, std::string* why) {
+  return internal::ProbeLiveCopies(kv->v, {static_cast<const char*>(key), len}, why);
+}
+
+void SetStepHook(StepHook hook) { g_step_hook.store(hook, std::memory_order_release); }
+
+void Step(const char* name) {
+  if (StepHook hook = g_step_hook.load(std::memory_order_acquire)) hook(name);
+}
+
 void CrashPoint(const char* name) {
+  Step(name);
   Armed& a = Crash();
   if (a.remaining.load(std::memory_order_relaxed) == 0 || a.name != name) return;
   if (a.remaining.fetch_sub(1) == 1) ::kill(::getpid(), SIGKILL);

@@ -4,6 +4,7 @@
 #define SHMKV_SRC_TESTING_H_
 
 #include <cstdint>
+#include <string>
 
 #include "shmkv/shmkv.h"
 
@@ -49,6 +50,17 @@ void SetSkipReadValidation(bool on);
 // SHMKV_TEST_CRASH_COUNT=<n> arm it too. Names are listed by CrashPoints().
 void ArmCrashPoint(const char* name, uint64_t nth);
 const char* const* CrashPoints();  // NULL-terminated list
+
+// Called, when set, at every crash point and step point of every thread,
+// with its name, before the crash check: a test pauses a thread there to
+// replay an interleaving deterministically. nullptr removes it.
+using StepHook = void (*)(const char* point);
+void SetStepHook(StepHook hook);
+
+// Invariant 2 probe: how many LIVE entries key has, from two identical
+// reads of its 8 candidate slots (so they all held at one moment); -1 if
+// the slots kept changing. *why (may be NULL) describes the entries.
+int LiveCopies(shmkv_t* kv, const void* key, size_t len, std::string* why);
 
 }  // namespace shmkv::testing
 #endif

@@ -52,7 +52,7 @@ struct Rec {
 struct Region {
   std::atomic<uint64_t> count;  // records [0, count) are invoked
   std::atomic<uint64_t> torn_reads;
-  std::atomic<uint64_t> unused;
+  std::atomic<uint64_t> duplicates;  // probes that saw two LIVE entries of one key
   // `capacity` records follow the header.
   Rec* recs() { return reinterpret_cast<Rec*>(this + 1); }
   const Rec* recs() const { return reinterpret_cast<const Rec*>(this + 1); }
@@ -179,6 +179,16 @@ int RunWorker(const Config& c, const std::string& seg, shmkv_t* inherited, int i
     }
     r.rc = rc;
     r.phase.store(2, std::memory_order_release);
+    // Invariant 2, checked directly: after a write, the key has at most
+    // one LIVE entry (a history can hide a duplicate that is removed soon).
+    if (kind != OpKind::kGet) {
+      std::string why;
+      if (shmkv::testing::LiveCopies(kv, key.data(), key.size(), &why) > 1) {
+        reg->duplicates.fetch_add(1, std::memory_order_relaxed);
+        std::fprintf(stderr, "worker %d op %llu: two LIVE entries of %s: %s\n", id,
+                     static_cast<unsigned long long>(i), key.c_str(), why.c_str());
+      }
+    }
   }
   if (own) shmkv_close(kv);
   return 0;
@@ -342,6 +352,10 @@ RoundResult RunRound(const Config& c, const ScopedSegmentName& seg, shmkv_t* kv,
   for (int w = 0; w < slots; ++w) {
     result.problems += ToHistory(c, round, w, region(w), w == c.kill_worker, &history);
     result.torn_reads += region(w)->torn_reads.load();
+    if (uint64_t d = region(w)->duplicates.load()) {
+      result.problems += "worker " + std::to_string(w) + ": " + std::to_string(d) +
+                         " probe(s) saw two LIVE entries of one key\n";
+    }
   }
   result.ops = history.size();
   if (c.kill_worker >= 0) {
