@@ -29,7 +29,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 #   clang-14 libclang-rt-14-dev                   libFuzzer target (tests/fuzz/)
 #   binutils                                      nm/objdump (no libatomic calls test)
 #   tmux                                          drives `shmkv top` (tests/tools)
-#   php8.2-cli                                    PHP FFI binding test (tests/php)
+#   php8.2-cli php8.2-dev                         PHP FFI binding and native extension
+#                                                 (bindings/php-ext, php-config) tests
 #   python3-pytest libpython3.11-testsuite        Python binding tests (pytest, and
 #                                                 CPython's test.mapping_tests)
 #   python3-flask gunicorn python3-flask-session  Flask sessions example and its test
@@ -51,7 +52,7 @@ PACKAGES=(
   clang-14 libclang-rt-14-dev
   binutils
   tmux
-  php8.2-cli
+  php8.2-cli php8.2-dev
   python3-pytest libpython3.11-testsuite
   python3-flask gunicorn python3-flask-session
   chromium

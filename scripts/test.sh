@@ -127,7 +127,7 @@ stage_fuzz() {
 
 stage_format() {
   local dirs=() d
-  for d in lib tests bench examples tools daemon; do
+  for d in lib tests bench examples tools daemon bindings/php-ext; do
     [[ -d "$d" ]] && dirs+=("$d")
   done
   local files=()

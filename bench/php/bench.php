@@ -1,7 +1,10 @@
 <?php
-/* shmkv from PHP through FFI (bindings/php/Shmkv.php) against APCu, in the
-   same script shape: one loop per workload and side, identical except for
-   the call (apcu_fetch($k) vs $kv->get($k), ...).
+/* shmkv from PHP against APCu, in the same script shape: one loop per
+   workload and side, identical except for the call (apcu_fetch($k) vs
+   $kv->get($k), ...). The class Shmkv is the FFI wrapper
+   (bindings/php/Shmkv.php) or, when it is loaded, the native extension
+   (bindings/php-ext: php -d extension=.../shmkv.so); scripts/bench_php.sh
+   runs the script once each way.
 
    Data: 100 000 keys of 16 bytes ("k:%014d"), 64-byte values, keys drawn
    uniformly at random (one precomputed order of 2^20 draws, seed fixed).
@@ -21,7 +24,8 @@
        both ran all along; less on the shmkv side means something else took
        a core (this machine is shared), less on the APCu side than on the
        shmkv side is time asleep on APCu's lock.
-   The FFI path, on its own (the floor under any FFI binding):
+   The FFI path, on its own (the floor under any FFI binding; with the
+   extension only the loop, a method call and the two gets are timed):
      the loop alone; a PHP method call; an FFI call with no argument; an FFI
      call to libc memcpy of 64 B; FFI::string of 64 B; memcpy + FFI::string
      (the bare FFI call that copies 64 bytes out); an FFI call with
@@ -59,7 +63,9 @@ $REPS = (int)($opt['reps'] ?? 3);
 $NKEYS = (int)($opt['keys'] ?? 100000);
 $VAL_LEN = 64;
 
-foreach (['apcu', 'ffi', 'pcntl', 'posix'] as $ext) {
+$native = extension_loaded('shmkv');
+$SIDE = $native ? 'shmkv (extension)' : 'shmkv (FFI)';
+foreach ($native ? ['apcu', 'pcntl', 'posix'] : ['apcu', 'ffi', 'pcntl', 'posix'] as $ext) {
     if (!extension_loaded($ext)) {
         fwrite(STDERR, "bench: the $ext extension is not loaded\n");
         exit(2);
@@ -475,20 +481,22 @@ function twoProcess(string $side, int $getPct, string $seg, array $ks, array $va
 
 // ---------------------------------------------------------------- runs
 
-$libc = FFI::cdef('void *memcpy(void *dest, const void *src, size_t n); int getpagesize(void);',
-                 'libc.so.6');
-$libc7 = FFI::cdef('void *memcpy(void *dest, const void *src, size_t n, void *x4, size_t x5, '
-                   . 'size_t *x6, void *x7);', 'libc.so.6');
-$src = FFI::new('char[64]');
-$dst = FFI::new('char[64]');
-FFI::memcpy($src, $vals[0], 64);
-$raw = Shmkv::ffi();
-$rawH = $raw->new('shmkv_t*');
-if ($raw->shmkv_open($seg, null, FFI::addr($rawH)) !== 0) {
-    throw new RuntimeException('raw open failed');
+if (!$native) {
+    $libc = FFI::cdef('void *memcpy(void *dest, const void *src, size_t n); int getpagesize(void);',
+                     'libc.so.6');
+    $libc7 = FFI::cdef('void *memcpy(void *dest, const void *src, size_t n, void *x4, size_t x5, '
+                       . 'size_t *x6, void *x7);', 'libc.so.6');
+    $src = FFI::new('char[64]');
+    $dst = FFI::new('char[64]');
+    FFI::memcpy($src, $vals[0], 64);
+    $raw = Shmkv::ffi();
+    $rawH = $raw->new('shmkv_t*');
+    if ($raw->shmkv_open($seg, null, FFI::addr($rawH)) !== 0) {
+        throw new RuntimeException('raw open failed');
+    }
+    $rawBuf = $raw->new('char[4096]');
+    $rawLen = $raw->new('size_t[1]');
 }
-$rawBuf = $raw->new('char[4096]');
-$rawLen = $raw->new('size_t[1]');
 $noop = new Noop();
 $pat90 = opPattern(90);
 $pat10 = opPattern(10);
@@ -513,7 +521,12 @@ $rows = [
         fn(int $n, int $m) => twoProcess('apcu', 10, $seg, $order, $vals, $pat10, $m, $MASK),
         fn(int $n, int $m) => twoProcess('shmkv', 10, $seg, $order, $vals, $pat10, $m, $MASK)],
 ];
-$floor = [
+$floor = $native ? [
+    ['loop alone (array read)', fn(int $n, int $m) => $per(loopOnly($order, $n, $MASK), $n)],
+    ['PHP method call (no FFI)', fn(int $n, int $m) => $per(methodCall($noop, $order, $n, $MASK), $n)],
+    ['Shmkv::get() (the extension)', fn(int $n, int $m) => $per(shmkvGet($kv, $order, $n, $MASK), $n)],
+    ['apcu_fetch()', fn(int $n, int $m) => $per(apcuGet($order, $n, $MASK), $n)],
+] : [
     ['loop alone (array read)', fn(int $n, int $m) => $per(loopOnly($order, $n, $MASK), $n)],
     ['PHP method call (no FFI)', fn(int $n, int $m) => $per(methodCall($noop, $order, $n, $MASK), $n)],
     ['FFI call, no argument (libc getpagesize)', fn(int $n, int $m) => $per(ffiCall0($libc, $order, $n, $MASK), $n)],
@@ -551,7 +564,9 @@ if ($count) {
         echo "$label\n";
     }
     posix_getppid();
-    $raw->shmkv_close($rawH);
+    if (!$native) {
+        $raw->shmkv_close($rawH);
+    }
     $kv->close();
     exit(0);
 }
@@ -601,7 +616,9 @@ if ($hotShmkv !== $hotApcu) {
     fwrite(STDERR, "bench: WARNING hot counter differs: shmkv $hotShmkv, apcu $hotApcu\n");
 }
 
-$raw->shmkv_close($rawH);
+if (!$native) {
+    $raw->shmkv_close($rawH);
+}
 $kv->close();
 
 // ---------------------------------------------------------------- report
@@ -619,12 +636,12 @@ function fmtOps(float $nsPerOp): string
 }
 
 $out = [];
-$out[] = sprintf('PHP %s, APCu %s, FFI; %d keys of 16 B, %d-B values; %s ops per 1-process run, '
+$out[] = sprintf('PHP %s, APCu %s, %s; %d keys of 16 B, %d-B values; %s ops per 1-process run, '
                  . '%s per process in the mixes; median of %d interleaved reps.',
-                 PHP_VERSION, phpversion('apcu'), $NKEYS, $VAL_LEN, number_format($OPS),
+                 PHP_VERSION, phpversion('apcu'), $native ? 'the shmkv extension' : 'FFI', $NKEYS, $VAL_LEN, number_format($OPS),
                  number_format($MIX_OPS), $REPS);
 $out[] = '';
-$out[] = '| workload | APCu ns/op | APCu ops/s | shmkv (FFI) ns/op | shmkv ops/s | shmkv/APCu |';
+$out[] = "| workload | APCu ns/op | APCu ops/s | $SIDE ns/op | shmkv ops/s | shmkv/APCu |";
 $out[] = '|---|---:|---:|---:|---:|---:|';
 foreach ($rows as $r => [$label]) {
     $a = median($res[$r]['apcu']);
@@ -649,7 +666,8 @@ if ($par) {
 }
 if ($floor) {
     $out[] = '';
-    $out[] = 'Where the time goes in a GET through FFI (1 process, same key order):';
+    $out[] = $native ? 'A GET through the extension next to its parts (1 process, same key order):'
+                     : 'Where the time goes in a GET through FFI (1 process, same key order):';
     $out[] = '';
     $out[] = '| step | ns/op |';
     $out[] = '|---|---:|';

@@ -31,10 +31,21 @@
    from it with FFI::string(), so a hit costs one FFI call and one string
    allocation; the buffer grows (and stays grown) for a larger value.
 
+   With the native extension loaded (extension=shmkv.so, bindings/php-ext)
+   this file declares nothing: the extension's Shmkv class has the same
+   methods and needs no FFI.
+
    A handle may be used by a child after pcntl_fork() (the library registers
    the child on its first call); opening a handle in each child works too. */
 
 declare(strict_types=1);
+
+// The native extension (bindings/php-ext) declares these two classes, with
+// the same methods: then this file declares nothing, and code written for
+// it runs on the extension's class.
+if (extension_loaded('shmkv')) {
+    return;
+}
 
 final class ShmkvException extends RuntimeException
 {
@@ -167,6 +178,12 @@ CDEF;
     public static function version(): string
     {
         return self::ffi()->shmkv_version();
+    }
+
+    /** The calling thread's last error detail (shmkv_last_error()). */
+    public static function lastError(): string
+    {
+        return self::ffi()->shmkv_last_error();
     }
 
     /** Opens an existing segment. */

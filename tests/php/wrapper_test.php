@@ -1,13 +1,16 @@
 <?php
-/* tests/php: the PHP FFI wrapper bindings/php/Shmkv.php against the built
-   libshmkv.so. Checks that the wrapper's cdef is the header's declarations
-   verbatim, the data operations (set/get/add/delete/incr/ttl), binary-safe
+/* tests/php: the class Shmkv against the built libshmkv.so, as the PHP FFI
+   wrapper bindings/php/Shmkv.php or, when it is loaded, as the native
+   extension (bindings/php-ext): both must pass the same checks. Checks
+   that the wrapper's cdef is the header's declarations verbatim (FFI only),
+   that the class constants are the header's values, the data operations (set/get/add/delete/incr/ttl), binary-safe
    keys and values, add's cas token and delete with it, add with noEvict
    under memory pressure, the get buffer growing for a large value, errors as ShmkvException with the library's
    code and message, read-only handles, close, and a forked child sharing
    the segment.
 
      php -d ffi.enable=1 tests/php/wrapper_test.php [path/to/libshmkv.so]
+     php -d extension=path/to/shmkv.so tests/php/wrapper_test.php
 
    Prints one line per failure and "N passed, N failed"; exits 1 on any
    failure. Each run uses its own segment, removed at exit. */
@@ -83,7 +86,26 @@ register_shutdown_function(function () use ($seg, $owner) {
     }
 });
 
-check('cdef declarations are copied verbatim from shmkv.h', function () {
+$native = extension_loaded('shmkv');
+echo 'testing the ', $native ? 'native extension' : 'FFI wrapper', "\n";
+
+check('class constants are the values of shmkv.h', function () {
+    $header = file_get_contents(__DIR__ . '/../../lib/include/shmkv/shmkv.h');
+    preg_match_all('/#define SHMKV_(\w+) \(?(-?\d+)\)?/', $header, $m, PREG_SET_ORDER);
+    $rename = ['SET' => 'MODE_SET', 'ADD' => 'MODE_ADD', 'REPLACE' => 'MODE_REPLACE'];
+    $seen = 0;
+    foreach ($m as [, $name, $value]) {
+        $const = 'Shmkv::' . ($rename[$name] ?? $name);
+        if (!defined($const)) {
+            continue;  // not every macro is a class constant (versions, limits)
+        }
+        same(constant($const), (int)$value, $const);
+        ++$seen;
+    }
+    expect($seen >= 25, "at least 25 constants compared, got $seen");
+});
+
+if (!$native) check('cdef declarations are copied verbatim from shmkv.h', function () {
     $header = normalise(file_get_contents(__DIR__ . '/../../lib/include/shmkv/shmkv.h'));
     // Each declaration of the cdef: a struct typedef block or a one-line one.
     preg_match_all('/typedef struct \w+ \{.*?\} \w+;|[^;{}]+;/s', Shmkv::CDEF, $m);
@@ -131,7 +153,7 @@ check('keys and values are binary-safe (NUL bytes, every byte value)', function 
 });
 
 check('a value larger than the get buffer grows it', function () use ($kv) {
-    $big = str_repeat("0123456789abcde\0", (3 * Shmkv::INITIAL_BUFFER) >> 4) . 'end';
+    $big = str_repeat("0123456789abcde\0", (3 * 65536) >> 4) . 'end';
     $kv->set('big', $big);
     same($kv->get('big'), $big);
     same($kv->get('greeting'), 'hello again', 'a small get afterwards');
@@ -215,7 +237,7 @@ check('errors carry code, strerror and shmkv_last_error', function () use ($kv, 
     expect(str_contains($e->getMessage(), $seg . '-missing'), 'message names the segment');
     expectError(Shmkv::EEXIST, fn() => Shmkv::create($seg, ['exclusive' => true]));
     expectError(Shmkv::EKEYTOOBIG, fn() => $kv->get(str_repeat('k', 5000)));
-    expect(!str_contains(Shmkv::ffi()->shmkv_last_error(), 'key is empty'),
+    expect(!str_contains(Shmkv::lastError(), 'key is empty'),
            'a later error replaced the message');
 });
 
