@@ -194,7 +194,8 @@ void Targets(const Report& r, const Index& ix, std::ostream& out) {
     row("a SIGSTOPped writer delays the other process ≤ 1 ms", got,
         s ? s->during_on_cpu_max <= 1e6 : -1);
   }
-  out << "\nThe PHP targets (FFI vs APCu) are measured by bench/php/.\n\n";
+  out << "\nThe PHP targets (the native extension and FFI vs APCu) are measured by "
+         "scripts/bench_php.sh: bench/results/php.md.\n\n";
 }
 
 // One table: a row per (scenario, workload, procs), a column per peer, the
