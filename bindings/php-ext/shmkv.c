@@ -30,6 +30,10 @@
 
 #define PHP_SHMKV_EXT_VERSION "1.0.0"
 
+#if defined(ZTS) && defined(COMPILE_DL_SHMKV)
+ZEND_TSRMLS_CACHE_DEFINE()
+#endif
+
 static zend_class_entry *shmkv_ce;
 static zend_class_entry *shmkv_exception_ce;
 static zend_object_handlers shmkv_handlers;
@@ -89,31 +93,36 @@ static void php_shmkv_open(INTERNAL_FUNCTION_PARAMETERS, zend_string *name, Hash
   uint32_t flags = create ? SHMKV_OPEN_CREATE : 0;
   if (readonly) flags |= SHMKV_OPEN_READONLY;
   if (options != NULL) {
+    zend_ulong idx;
     zend_string *k;
     zval *v;
-    ZEND_HASH_FOREACH_STR_KEY_VAL(options, k, v) {
-      const char *key = k != NULL ? ZSTR_VAL(k) : "";
-      if (k != NULL && zend_string_equals_literal(k, "memory_bytes")) {
+    ZEND_HASH_FOREACH_KEY_VAL(options, idx, k, v) {
+      if (k == NULL) {
+        zend_throw_exception_ex(spl_ce_InvalidArgumentException, 0,
+                                "Shmkv: unknown option '" ZEND_ULONG_FMT "'", idx);
+        RETURN_THROWS();
+      }
+      if (zend_string_equals_literal(k, "memory_bytes")) {
         opts.memory_bytes = (uint64_t)zval_get_long(v);
-      } else if (k != NULL && zend_string_equals_literal(k, "max_items")) {
+      } else if (zend_string_equals_literal(k, "max_items")) {
         opts.max_items = (uint64_t)zval_get_long(v);
-      } else if (k != NULL && zend_string_equals_literal(k, "max_key_len")) {
+      } else if (zend_string_equals_literal(k, "max_key_len")) {
         opts.max_key_len = (uint32_t)zval_get_long(v);
-      } else if (k != NULL && zend_string_equals_literal(k, "max_value_len")) {
+      } else if (zend_string_equals_literal(k, "max_value_len")) {
         opts.max_value_len = (uint32_t)zval_get_long(v);
-      } else if (k != NULL && zend_string_equals_literal(k, "mode")) {
+      } else if (zend_string_equals_literal(k, "mode")) {
         opts.mode = (uint32_t)zval_get_long(v);
-      } else if (k != NULL && zend_string_equals_literal(k, "evict_policy")) {
+      } else if (zend_string_equals_literal(k, "evict_policy")) {
         opts.evict_policy = (uint32_t)zval_get_long(v);
-      } else if (k != NULL && zend_string_equals_literal(k, "exclusive")) {
+      } else if (zend_string_equals_literal(k, "exclusive")) {
         if (zend_is_true(v)) flags |= SHMKV_OPEN_EXCL;
-      } else if (k != NULL && zend_string_equals_literal(k, "readonly")) {
+      } else if (zend_string_equals_literal(k, "readonly")) {
         if (zend_is_true(v)) flags |= SHMKV_OPEN_READONLY;
-      } else if (k != NULL && zend_string_equals_literal(k, "precise_clock")) {
+      } else if (zend_string_equals_literal(k, "precise_clock")) {
         if (zend_is_true(v)) flags |= SHMKV_OPEN_PRECISE_CLOCK;
       } else {
         zend_throw_exception_ex(spl_ce_InvalidArgumentException, 0, "Shmkv: unknown option '%s'",
-                                key);
+                                ZSTR_VAL(k));
         RETURN_THROWS();
       }
     }
@@ -123,9 +132,9 @@ static void php_shmkv_open(INTERNAL_FUNCTION_PARAMETERS, zend_string *name, Hash
   shmkv_t *h = NULL;
   int rc = shmkv_open(ZSTR_VAL(name), &opts, &h);
   if (rc != 0) {
-    char what[300];
-    snprintf(what, sizeof(what), "open(%s)", ZSTR_VAL(name));
-    php_shmkv_throw(rc, what);
+    zend_string *what = zend_strpprintf(0, "open(%s)", ZSTR_VAL(name));
+    php_shmkv_throw(rc, ZSTR_VAL(what));
+    zend_string_release(what);
     RETURN_THROWS();
   }
   object_init_ex(return_value, shmkv_ce);
@@ -165,9 +174,9 @@ PHP_METHOD(Shmkv, unlink) {
   int rc = shmkv_unlink(ZSTR_VAL(name));
   if (rc == SHMKV_ENOSEG) RETURN_FALSE;
   if (rc != 0) {
-    char what[300];
-    snprintf(what, sizeof(what), "unlink(%s)", ZSTR_VAL(name));
-    php_shmkv_throw(rc, what);
+    zend_string *what = zend_strpprintf(0, "unlink(%s)", ZSTR_VAL(name));
+    php_shmkv_throw(rc, ZSTR_VAL(what));
+    zend_string_release(what);
     RETURN_THROWS();
   }
   RETURN_TRUE;
@@ -272,6 +281,18 @@ PHP_METHOD(Shmkv, add) {
   Z_PARAM_ZVAL(cas_ref)
   Z_PARAM_BOOL(noevict)
   ZEND_PARSE_PARAMETERS_END();
+  if (cas_ref != NULL) {
+    /* A ?int reference, checked on entry as PHP checks a typed parameter:
+       nothing is stored when it is of another type. */
+    zval *cur = Z_REFVAL_P(cas_ref);
+    zend_long l;
+    if (Z_TYPE_P(cur) != IS_NULL && Z_TYPE_P(cur) != IS_LONG &&
+        (ZEND_ARG_USES_STRICT_TYPES() || !zend_parse_arg_long_weak(cur, &l, 4))) {
+      if (!EG(exception))
+        zend_argument_type_error(4, "must be of type ?int, %s given", zend_zval_type_name(cur));
+      RETURN_THROWS();
+    }
+  }
   shmkv_t *h = php_shmkv_handle(ZEND_THIS);
   if (h == NULL) RETURN_THROWS();
   shmkv_write_opts_t o;
@@ -454,6 +475,9 @@ static void php_shmkv_const(const char *name, zend_long value) {
 }
 
 PHP_MINIT_FUNCTION(shmkv) {
+#if defined(ZTS) && defined(COMPILE_DL_SHMKV)
+  ZEND_TSRMLS_CACHE_UPDATE();
+#endif
   zend_class_entry ce;
   INIT_CLASS_ENTRY(ce, "ShmkvException", NULL);
   shmkv_exception_ce = zend_register_internal_class_ex(&ce, spl_ce_RuntimeException);
@@ -467,6 +491,7 @@ PHP_MINIT_FUNCTION(shmkv) {
   shmkv_handlers.offset = XtOffsetOf(php_shmkv, std);
   shmkv_handlers.free_obj = php_shmkv_free;
   shmkv_handlers.clone_obj = NULL; /* one handle, one close */
+  shmkv_handlers.compare = zend_objects_not_comparable;
 
   /* The constants of Shmkv.php (shmkv.h's values). */
   php_shmkv_const("OPEN_CREATE", SHMKV_OPEN_CREATE);

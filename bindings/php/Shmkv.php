@@ -13,7 +13,7 @@
      $kv->close();
 
    The library is loaded from $SHMKV_LIB, else from the build tree
-   (build/lib/libshmkv.so beside this repository), else as libshmkv.so.0
+   (build/lib/libshmkv.so beside this repository), else as libshmkv.so.1
    from the loader's search path. FFI must be allowed: the CLI allows it by
    default (ffi.enable=preload lets the CLI call FFI::cdef); FPM and the
    cli-server need ffi.enable=1 or the preload route: ffi.preload names a
@@ -172,7 +172,7 @@ CDEF;
             return $env;
         }
         $built = dirname(__DIR__, 2) . '/build/lib/libshmkv.so';
-        return is_file($built) ? $built : 'libshmkv.so.0';
+        return is_file($built) ? $built : 'libshmkv.so.1';
     }
 
     public static function version(): string
@@ -274,6 +274,23 @@ CDEF;
             $this->ffi->shmkv_close($this->h);
             $this->h = null;
         }
+    }
+
+    /** One handle, one close: a copy would close the handle twice. Private,
+        so `clone` fails before any copy exists. */
+    private function __clone()
+    {
+    }
+
+    /** A handle is this process's attachment: it cannot be serialized. */
+    public function __serialize(): array
+    {
+        throw new Exception("Serialization of 'Shmkv' is not allowed");
+    }
+
+    public function __unserialize(array $data): void
+    {
+        throw new Exception("Unserialization of 'Shmkv' is not allowed");
     }
 
     /** Detaches (idempotent). Later calls on this object throw. */

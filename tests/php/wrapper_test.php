@@ -305,6 +305,44 @@ check('a forked child opens the segment and writes; the parent reads', function 
     same($kv->get('forked'), '2', 'both increments landed');
 });
 
+check('add checks $cas is ?int before it stores anything', function () use ($kv) {
+    $cas = 'abc';
+    try {
+        $kv->add('typed-cas', 'v', 0, $cas);
+        throw new Exception('no TypeError');
+    } catch (TypeError $e) {
+        expect(str_contains($e->getMessage(), '?int'), 'message names the type: ' . $e->getMessage());
+    }
+    same($kv->get('typed-cas'), null, 'nothing stored');
+    same($cas, 'abc', '$cas untouched');
+});
+
+check('a handle cannot be cloned or serialized', function () use ($kv) {
+    try {
+        $copy = clone $kv;
+        throw new Exception('clone succeeded');
+    } catch (Error $e) {
+        expect(str_contains($e->getMessage(), 'clone'), 'says why: ' . $e->getMessage());
+    }
+    try {
+        serialize($kv);
+        throw new Exception('serialize succeeded');
+    } catch (Exception $e) {
+        same($e->getMessage(), "Serialization of 'Shmkv' is not allowed", 'message');
+    }
+    same($kv->get('greeting'), 'hello again', 'the handle still works');
+});
+
+check('an option given by position is rejected by name', function () use ($seg) {
+    try {
+        Shmkv::create($seg, [1]);
+    } catch (InvalidArgumentException $e) {
+        same($e->getMessage(), "Shmkv: unknown option '0'", 'message');
+        return;
+    }
+    throw new Exception('no InvalidArgumentException');
+});
+
 check('close is idempotent and later calls throw', function () use ($kv) {
     $kv->close();
     $kv->close();
