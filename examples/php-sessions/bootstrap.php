@@ -21,3 +21,5 @@ foreach (['lock_expire', 'lock_wait_time', 'lock_retries'] as $name) {
 }
 session_set_save_handler(new ShmkvSessionHandler($kv, $options), true);
 header('X-Worker-Pid: ' . getmypid());
+// Which Shmkv served: the native extension's class, or the FFI wrapper's.
+header('X-Shmkv-Binding: ' . ((new ReflectionClass('Shmkv'))->isInternal() ? 'extension' : 'ffi'));

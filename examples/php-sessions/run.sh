@@ -14,6 +14,10 @@
 # FFI_SCOPE and FFI_LIB), and opcache.preload compiles the binding and the
 # session handler before the server forks its workers.
 #
+# With SHMKV_PHP_EXTENSION=path/to/shmkv.so (the native extension,
+# bindings/php-ext), the server loads that instead and runs with FFI off
+# (ffi.enable=0, no ffi.preload): the same pages and handler, no FFI.
+#
 # Arguments are passed on to `php -S` after the address and the document
 # root: more -d settings, and a router script last, e.g.
 #   bash examples/php-sessions/run.sh -d session.gc_maxlifetime=60
@@ -57,9 +61,18 @@ export SHMKV_PRELOAD_USER
   php -n -r 'require $argv[1]; echo Shmkv::CDEF, "\n";' "$root/bindings/php/Shmkv.php"
 } >"$SHMKV_FFI_HEADER"
 
+# How PHP reaches the library: FFI (the default), or the native extension.
+if [[ -n "${SHMKV_PHP_EXTENSION:-}" ]]; then
+  php_lib=(-d "extension=$SHMKV_PHP_EXTENSION")
+  server_lib=("${php_lib[@]}" -d ffi.enable=0 -d ffi.preload=)
+else
+  php_lib=(-d extension=ffi -d ffi.enable=1)
+  server_lib=()
+fi
+
 # The segment: created here (it must not exist yet), removed on exit.
 segment_php() {
-  php -n -d extension=ffi -d ffi.enable=1 -r \
+  php -n "${php_lib[@]}" -r \
     'require $argv[1]; $n = getenv("SHMKV_SESSION_SEGMENT");'"$1" "$root/bindings/php/Shmkv.php"
 }
 segment_php 'Shmkv::create($n, ["memory_bytes" => 64 << 20, "exclusive" => true])->close();'
@@ -88,7 +101,7 @@ trap 'exit 143' TERM
 
 port="${PORT:-8080}"
 set -m  # the server gets a process group of its own
-PHP_CLI_SERVER_WORKERS="${WORKERS:-4}" php -c "$example/php.ini" \
+PHP_CLI_SERVER_WORKERS="${WORKERS:-4}" php -c "$example/php.ini" "${server_lib[@]}" \
   -S "127.0.0.1:$port" -t "$example" "$@" &
 server=$!
 set +m

@@ -4,7 +4,8 @@
 # ffi.preload + opcache.preload), and curl plays the browser. CTest runs it
 # as example_php_sessions:
 #
-#   bash examples/php-sessions/test.sh [path/to/libshmkv.so [path/to/shmkv]]
+#   bash examples/php-sessions/test.sh [path/to/libshmkv.so [path/to/shmkv
+#                                       [path/to/shmkv-php-extension.so]]]
 #
 # (default: build/lib/libshmkv.so and build/tools/shmkv). It first runs
 # test/handler_test.php (the handler in one CLI process), then three
@@ -17,7 +18,10 @@
 #     one cart all kept;
 #   B, locking off: the lost update (two overlapping requests, counter 1);
 #   C, session.gc_maxlifetime=2: the entry expires, the old cookie is
-#     refused.
+#     refused;
+#   D, given the native extension (third argument): the same server with
+#     the extension and FFI off: the session across workers, the lost
+#     update prevented.
 # The checks read the segment with the shmkv CLI. Overlapping requests meet
 # at a rendezvous in the segment (test/router.php), so the outcome does not
 # depend on timing; every wait is a poll with a deadline. Prints a line per
@@ -29,6 +33,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 lib="$(realpath "${1:-$root/build/lib/libshmkv.so}")"
 cli="$(realpath "${2:-$root/build/tools/shmkv}")"
+ext="${3:+$(realpath "$3")}"
 
 passed=0
 failed=0
@@ -153,6 +158,9 @@ if start_server A -- "$here/test/router.php"; then
   req "$jar" POST /login user=alice
   expect "sign in: status" "$code" 200
   expect_grep "sign in: page" "$tmp/body" "Signed in as <b>alice</b>"
+  expect "sign in: the class is the FFI wrapper's" \
+    "$(curl -s -m 30 -b "$jar" -D - -o /dev/null "http://127.0.0.1:$port/" |
+       tr -d '\r' | sed -n 's/^X-Shmkv-Binding: //Ip')" ffi
   id="$(session_id "$jar")"
   expect "sign in: X-Worker-Pid is the pid on the page" \
     "$(grep -o 'id="pid">[0-9]*' "$tmp/body" | grep -o '[0-9]*$')" "$pid"
@@ -309,6 +317,33 @@ if start_server C -- -d session.gc_maxlifetime=2; then
     "$([[ "$(session_id "$jar")" != "$id" ]] && echo yes)" yes
   stop_server "$server"
   expect "run.sh stopped (C)" "$?" 0
+fi
+
+# --- D: the native extension, no FFI ------------------------------------------
+if [[ -n "$ext" ]] && start_server D SHMKV_PHP_EXTENSION="$ext" -- "$here/test/router.php"; then
+  jar="$tmp/frank"
+  req "$jar" POST /login user=frank
+  expect_grep "extension: sign in" "$tmp/body" "Signed in as <b>frank</b>"
+  id="$(session_id "$jar")"
+  declare -A ext_seen=()
+  n=0
+  while ((n < 40)) && { ((n < 8)) || ((${#ext_seen[@]} < 2)); }; do
+    n=$((n + 1))
+    req "$jar" POST /cart "item=pear$n"
+    ext_seen[$pid]=1
+  done
+  expect_grep "extension: every item in the cart" "$tmp/body" "Cart: $n items"
+  expect "extension: served by at least 2 worker pids" "$((${#ext_seen[@]} >= 2))" 1
+  race ext 500 "$jar"
+  expect "extension: the second request read the first one's write" \
+    "$(json "$tmp/race-1" read) $(json "$tmp/race-2" read)" "0 1"
+  entry "sess:$id" >"$tmp/entry"
+  expect_grep "extension: counter == 2 after two requests" "$tmp/entry" 'counter\|i:2;'
+  expect "extension: the class is the extension's" \
+    "$(curl -s -m 30 -b "$jar" -D - -o /dev/null "http://127.0.0.1:$port/" |
+       tr -d '\r' | sed -n 's/^X-Shmkv-Binding: //Ip')" extension
+  stop_server "$server"
+  expect "run.sh stopped (D)" "$?" 0
 fi
 
 echo "one session served by ${workers_seen:-0} worker pids; two overlapping increments:" \
