@@ -51,7 +51,11 @@ PACKAGES=(
 source scripts/lib/packages.sh
 ensure_packages bench_php "${PACKAGES[@]}"
 
-php_ini=(-d apc.enable_cli=1 -d apc.shm_size=256M -d apc.entries_hint=131072 -d ffi.enable=1)
+# -n: no php.ini, no conf.d; the modules are named (an extension enabled
+# system-wide, such as the php8.2-shmkv package, must not stand in for the
+# form measured).
+php_ini=(-n -d extension=apcu -d extension=posix -d extension=ffi
+  -d apc.enable_cli=1 -d apc.shm_size=256M -d apc.entries_hint=131072 -d ffi.enable=1)
 for ext in FFI apcu pcntl posix; do
   if ! php "${php_ini[@]}" -m | grep -x "$ext" >/dev/null; then
     echo "bench_php: the PHP extension $ext is not loaded" >&2

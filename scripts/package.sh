@@ -64,11 +64,14 @@ done
 #   make                    the pkg-config build of examples/consumer
 #   libhiredis-dev          the near cache (libshmkv-upstream1) and shmkvd
 #                           --upstream, built only with it
+#   php8.2-dev php8.2-cli   the PHP extension (php8.2-shmkv: php-config) and
+#                           its check with the installed package
 PACKAGES=(
   build-essential cmake ninja-build pkg-config make
   libboost-dev libboost-program-options-dev libxxhash-dev nlohmann-json3-dev
   libncurses-dev libsystemd-dev libhiredis-dev
   dpkg-dev fakeroot file lintian help2man
+  php8.2-dev php8.2-cli
 )
 
 # shellcheck source=scripts/lib/packages.sh
@@ -79,7 +82,10 @@ jobs="${SHMKV_JOBS:-$(nproc)}"
 version="$(sed -n 's/^project(shmkv VERSION \([0-9.]*\).*/\1/p' CMakeLists.txt)"
 # The Debian version: <version>-<SHMKV_DEB_RELEASE of packaging/>.
 deb_version="$version-$(sed -n 's/^set(SHMKV_DEB_RELEASE \([0-9]*\))$/\1/p' packaging/CMakeLists.txt)"
-deb_packages=(libshmkv1 libshmkv-dev libshmkv-upstream1 libshmkv-upstream-dev shmkv-tools)
+php_version="$(php-config --version | cut -d. -f1,2)"
+php_ext_dir="$(php-config --extension-dir)"
+deb_packages=(libshmkv1 libshmkv-dev libshmkv-upstream1 libshmkv-upstream-dev shmkv-tools
+  "php$php_version-shmkv")
 segment="pkgtest-$$-$RANDOM"
 tmp="$(mktemp -d)"
 cleanup() {
@@ -347,6 +353,12 @@ phase_debs() {
              usr/share/man/man8/shmkvd.8.gz usr/share/doc/shmkv-tools/copyright; do
       grep -q \" ./\$f\" <<<\"\$c\" || { echo missing \$f; exit 1; }
     done"
+  check "debs: php$php_version-shmkv holds shmkv.so in $php_ext_dir and its ini" deb_holds_only \
+    "build-deb/php$php_version-shmkv_${deb_version}_$(dpkg --print-architecture).deb" \
+    "${php_ext_dir#/}/shmkv.so" "etc/php/$php_version/mods-available/shmkv.ini"
+  check "debs: php$php_version-shmkv depends on libshmkv1 (= $deb_version) and PHP's API" bash -c "
+    d=\$(dpkg-deb -f build-deb/php$php_version-shmkv_*.deb Depends) && echo \"\$d\" &&
+    [[ \$d == *'libshmkv1 (= $deb_version)'* && \$d == *phpapi-$(php-config --phpapi)* ]]"
   check "debs: libshmkv-dev depends on libshmkv1 (= $deb_version)" output_has \
     "libshmkv1 (= $deb_version)" dpkg-deb -f build-deb/libshmkv-dev_*.deb Depends
   check "debs: libshmkv1 does not depend on hiredis" bash -c "
@@ -417,6 +429,10 @@ phase_system() {
   check "system: shmkv get reads what the consumer wrote" \
     output_has "hello from C" /usr/bin/shmkv get "$segment" consumer:c
   check "system: shmkv destroy" /usr/bin/shmkv destroy --yes "$segment"
+  # The PHP extension, enabled by postinst (phpenmod): plain `php` has it.
+  check "system: php -m lists shmkv (postinst ran phpenmod)" bash -c "php -m | grep -x shmkv"
+  check "system: the PHP test passes on the installed extension" \
+    output_has "testing the native extension" php tests/php/wrapper_test.php
 }
 
 if [[ -n "$prefix_only" ]]; then

@@ -62,13 +62,17 @@ export SHMKV_PRELOAD_USER
 } >"$SHMKV_FFI_HEADER"
 
 # How PHP reaches the library: FFI (the default), or the native extension.
+# The modules are named here, and PHP's conf.d is not read (PHP_INI_SCAN_DIR
+# empty): an extension enabled system-wide (the php8.2-shmkv package) must
+# not stand in for the one asked for.
 if [[ -n "${SHMKV_PHP_EXTENSION:-}" ]]; then
   php_lib=(-d "extension=$SHMKV_PHP_EXTENSION")
   server_lib=("${php_lib[@]}" -d ffi.enable=0 -d ffi.preload=)
 else
   php_lib=(-d extension=ffi -d ffi.enable=1)
-  server_lib=()
+  server_lib=(-d extension=ffi)
 fi
+server_lib+=(-d zend_extension=opcache)
 
 # The segment: created here (it must not exist yet), removed on exit.
 segment_php() {
@@ -101,8 +105,8 @@ trap 'exit 143' TERM
 
 port="${PORT:-8080}"
 set -m  # the server gets a process group of its own
-PHP_CLI_SERVER_WORKERS="${WORKERS:-4}" php -c "$example/php.ini" "${server_lib[@]}" \
-  -S "127.0.0.1:$port" -t "$example" "$@" &
+PHP_INI_SCAN_DIR= PHP_CLI_SERVER_WORKERS="${WORKERS:-4}" php -c "$example/php.ini" \
+  -S "127.0.0.1:$port" -t "$example" "${server_lib[@]}" "$@" &
 server=$!
 set +m
 echo "php-sessions: segment $SHMKV_SESSION_SEGMENT, http://127.0.0.1:$port/" \

@@ -66,7 +66,7 @@ expect_grep() {
 }
 
 # --- the handler on its own ------------------------------------------------
-out="$(php -d ffi.enable=1 "$here/test/handler_test.php" "$lib" 2>&1)"
+out="$(php -n -d extension=ffi -d ffi.enable=1 "$here/test/handler_test.php" "$lib" 2>&1)"
 [[ "$out" == *" passed, 0 failed" ]] || echo "$out"
 if [[ "$(tail -n 1 <<<"$out")" =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed$ ]]; then
   passed=$((passed + BASH_REMATCH[1]))
