@@ -246,10 +246,14 @@ struct Found {
 
 enum class Read { kMiss, kHit, kRetry };
 
+// What a reader wants copied out of a COUNTER block: its decimal text (a
+// get), or nothing (incr and throttle, which take f->m.number).
+enum class CounterText { kRender, kSkip };
+
 // design-notes §4.1: snapshot, racy copy, re-check.
 [[gnu::always_inline]] inline Read ReadCandidate(const View& v, Slot* s, std::string_view key,
-                                                 const KeyHash& h, void* buf, size_t cap,
-                                                 Found* f) {
+                                                 const KeyHash& h, void* buf, size_t cap, Found* f,
+                                                 CounterText ct) {
   const SlotWord w = LoadSlot(s);  // acquire: pairs with the publishing slot CAS
   if (ref::State(w.ref) != kLive || ref::Tag(w.ref) != h.tag()) return Read::kMiss;
   const uint32_t cls = static_cast<uint32_t>(ref::Class(w.ref));
@@ -262,7 +266,8 @@ enum class Read { kMiss, kHit, kRetry };
             uint64_t{m.klen} + m.stored <= room;  // clamp before any copy
   if (eq) eq = EqualRelaxed(blk, kBlockHeaderSize, key.data(), key.size());
   bool copied = false;
-  if (eq && m.vlen <= cap && (buf != nullptr || m.vlen == 0)) {
+  if (eq && m.vlen <= cap && (buf != nullptr || m.vlen == 0) &&
+      (ct == CounterText::kRender || !m.counter)) {
     if (buf != nullptr) CopyValue(buf, blk, m);
     copied = true;
   }
@@ -284,7 +289,7 @@ enum class Read { kMiss, kHit, kRetry };
 // that only a slot that may hold the key is read in full (a 16-bit tag:
 // about one candidate in 8 000 passes the filter without holding the key).
 bool FindLive(Ctx& c, std::string_view key, const KeyHash& h, const Cands& cs, void* buf,
-              size_t cap, Found* f) {
+              size_t cap, Found* f, CounterText ct = CounterText::kRender) {
   constexpr uint64_t kMask =
       (uint64_t{0xffff} << ref::kTagShift) | (uint64_t{3} << ref::kStateShift);
   const uint64_t want = (h.tag() << ref::kTagShift) | (uint64_t{kLive} << ref::kStateShift);
@@ -292,7 +297,7 @@ bool FindLive(Ctx& c, std::string_view key, const KeyHash& h, const Cands& cs, v
     Slot* s = cs.s(i);
     if ((LoadAcquire(&s->ref) & kMask) != want) continue;
     for (;;) {
-      const Read r = ReadCandidate(c.v, s, key, h, buf, cap, f);
+      const Read r = ReadCandidate(c.v, s, key, h, buf, cap, f, ct);
       if (r == Read::kHit) return true;
       if (r == Read::kMiss) break;
       CpuRelax();  // a writer changed this slot meanwhile: it made progress
@@ -959,7 +964,8 @@ struct NumberEntry {
 NumberEntry ReadNumber(Ctx& c, std::string_view key, const KeyHash& h, const Cands& cs) {
   NumberEntry e;
   char cur[24];
-  e.found = FindLive(c, key, h, cs, cur, 20, &e.f);
+  // A counter's number is in e.f.m: its decimal text is not rendered.
+  e.found = FindLive(c, key, h, cs, cur, 20, &e.f, CounterText::kSkip);
   e.live = e.found && !Expired(e.f.m.expiry, c.now);
   if (e.live && e.f.m.counter) {
     e.numeric = true;
