@@ -246,6 +246,10 @@ struct Found {
 
 enum class Read { kMiss, kHit, kRetry };
 
+// A COUNTER block that increments may still change in place: not sealed
+// (Seal) as m read it.
+inline bool OpenCounter(const BlockMeta& m) { return m.counter && (m.ptok & kCounterSealBit) == 0; }
+
 // What a reader wants copied out of a COUNTER block: its decimal text (a
 // get), or nothing (incr and throttle, which take f->m.number).
 enum class CounterText { kRender, kSkip };
@@ -632,7 +636,7 @@ reclaim : {  // we were killed: keep the block and try again
 // then on no increment lands in it. True if it is sealed with the value f
 // holds (or is no counter block); false if an increment came first.
 bool Seal(const Found& f) {
-  if (!f.m.counter || (f.m.ptok & kCounterSealBit) != 0) return true;
+  if (!OpenCounter(f.m)) return true;
   const auto n = static_cast<uint64_t>(f.m.number);
   if (!CasPair(PairOf(f.blk), f.m.ptok, n, f.m.ptok | kCounterSealBit, n)) return false;
   SHMKV_CRASHPOINT("counter.sealed");
@@ -1022,7 +1026,7 @@ int OpIncr(Ctx& c, std::string_view key, int64_t delta, int64_t initial, uint64_
       if (__builtin_add_overflow(e.value, delta, &next))
         return Fail(SHMKV_EOVERFLOW, "incr would overflow a signed 64-bit integer");
       expiry = e.f.m.expiry;
-      if (e.f.m.counter && (e.f.m.ptok & kCounterSealBit) == 0) {
+      if (OpenCounter(e.f.m)) {
         // In place (design-notes §4.6): one 16-byte CAS on P, from exactly
         // the pair read inside the validated window to a fresh token and
         // the sum; the slot is not touched (but for its CLOCK bit, set as
