@@ -95,6 +95,9 @@ struct ThreadFast {
   pid_t pid;
   PartLocal* part;
   bool has_error;
+  // The last error's detail when it is a string literal (FailStatic): a
+  // hot path such as a miss copies nothing into the thread's std::string.
+  const char* static_error;
 };
 extern __thread ThreadFast t_fast __attribute__((tls_model("initial-exec")));
 extern std::atomic<pid_t> g_pid;  // this process (refreshed at fork)
@@ -105,7 +108,8 @@ void ClearErrorSlow();
 inline void ClearError() {
   if (t_fast.has_error) ClearErrorSlow();
 }
-int Fail(int rc, std::string_view msg);  // SetError(msg), return rc
+int Fail(int rc, std::string_view msg);       // SetError(msg), return rc
+int FailStatic(int rc, const char* literal);  // the same for a string literal, without a copy
 
 // shmkv_throttle, with the arguments turned into nanoseconds of segment
 // time by CheckThrottle: interval = period / rate, tolerance = burst x

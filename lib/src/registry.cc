@@ -42,7 +42,8 @@ uint64_t PartInc(uint64_t w) { return w >> 32; }
 // This process's pid without a system call per operation (glibc does not
 // cache getpid()); refreshed in the child by the fork handler below.
 std::atomic<pid_t> g_pid{0};
-__thread ThreadFast t_fast __attribute__((tls_model("initial-exec"))) = {0, 0, nullptr, false};
+__thread ThreadFast t_fast
+    __attribute__((tls_model("initial-exec"))) = {0, 0, nullptr, false, nullptr};
 
 namespace {
 
@@ -111,7 +112,7 @@ void DestroyThreadState(void* arg) {
   }
   // A later destructor of this thread that calls us must not find the
   // participants just given back (nor this state).
-  t_fast = {0, 0, nullptr, false};
+  t_fast = {0, 0, nullptr, false, nullptr};
   t_state = nullptr;
   delete ts;
 }
@@ -168,17 +169,27 @@ void ReleaseParticipant(shmkv_t* kv, PartLocal* p) {
 
 void SetError(std::string_view msg) {
   State().last_error.assign(msg);
+  t_fast.static_error = nullptr;
   t_fast.has_error = true;
 }
 void ClearErrorSlow() {
   if (t_state != nullptr) t_state->last_error.clear();
+  t_fast.static_error = nullptr;
   t_fast.has_error = false;
+}
+int FailStatic(int rc, const char* literal) {
+  t_fast.static_error = literal;
+  t_fast.has_error = true;
+  return rc;
 }
 int Fail(int rc, std::string_view msg) {
   SetError(msg);
   return rc;
 }
-const char* LastError() { return State().last_error.c_str(); }
+const char* LastError() {
+  if (const char* s = t_fast.static_error) return s;
+  return State().last_error.c_str();
+}
 
 int RecoverDeadLocked(shmkv_t* kv, uint32_t* recovered);
 
@@ -260,7 +271,7 @@ PartLocal* CurrentParticipant(shmkv_t* kv, int* rc) {
   ThreadState& ts = State();
   for (const TlsEntry& x : ts.parts) {
     if (x.serial == kv->serial && x.pid == pid) {
-      t_fast = {kv->serial, pid, x.part, t_fast.has_error};
+      t_fast = {kv->serial, pid, x.part, t_fast.has_error, t_fast.static_error};
       return x.part;
     }
   }
@@ -274,7 +285,7 @@ PartLocal* CurrentParticipant(shmkv_t* kv, int* rc) {
     return x.pid != pid || Handles().count(x.serial) == 0;
   });
   ts.parts.push_back({kv->serial, pid, p});
-  t_fast = {kv->serial, pid, p, t_fast.has_error};
+  t_fast = {kv->serial, pid, p, t_fast.has_error, t_fast.static_error};
   return p;
 }
 

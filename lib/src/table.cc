@@ -916,7 +916,7 @@ int OpStore(Ctx& c, std::string_view key, std::string_view val, const shmkv_writ
     }
     if (o.mode == SHMKV_REPLACE || o.expect_cas != 0) {
       Discard(c, nb);
-      return Fail(SHMKV_ENOTFOUND, "key not found");
+      return FailStatic(SHMKV_ENOTFOUND, "key not found");
     }
     SetExpiry(nb.blk, expiry);
     const Ins r = InsertNew(c, key, h, cs, nb.blk, nb.cls, &nb.gen, noevict, expiry);
@@ -936,10 +936,11 @@ int OpDelete(Ctx& c, std::string_view key, uint64_t expect_cas) {
   const Cands cs = CandidatesOf(c.v, h);
   for (;;) {
     Found f;
-    if (!FindLive(c, key, h, cs, nullptr, 0, &f)) return Fail(SHMKV_ENOTFOUND, "key not found");
+    if (!FindLive(c, key, h, cs, nullptr, 0, &f))
+      return FailStatic(SHMKV_ENOTFOUND, "key not found");
     if (Expired(f.m.expiry, c.now)) {
       ReclaimExpired(c, f);
-      return Fail(SHMKV_ENOTFOUND, "key not found");
+      return FailStatic(SHMKV_ENOTFOUND, "key not found");
     }
     if (expect_cas != 0 && f.m.cas != expect_cas) {
       c.Stat(kStatCasFailures);
@@ -1128,10 +1129,10 @@ int OpTouch(Ctx& c, std::string_view key, uint64_t ttl_ms) {
     Found f;
     val.resize(val.capacity());
     if (!FindLive(c, key, h, cs, val.data(), val.size(), &f))
-      return Fail(SHMKV_ENOTFOUND, "key not found");
+      return FailStatic(SHMKV_ENOTFOUND, "key not found");
     if (Expired(f.m.expiry, c.now)) {
       ReclaimExpired(c, f);
-      return Fail(SHMKV_ENOTFOUND, "key not found");
+      return FailStatic(SHMKV_ENOTFOUND, "key not found");
     }
     if (!f.copied) {
       val.resize(f.m.vlen);
@@ -1159,10 +1160,10 @@ int OpTtl(Ctx& c, std::string_view key, int64_t* ttl_ms) {
   const KeyHash h = HashKey(c.v, key.data(), key.size());
   const Cands cs = CandidatesOf(c.v, h);
   Found f;
-  if (!FindLive(c, key, h, cs, nullptr, 0, &f)) return Fail(SHMKV_ENOTFOUND, "key not found");
+  if (!FindLive(c, key, h, cs, nullptr, 0, &f)) return FailStatic(SHMKV_ENOTFOUND, "key not found");
   if (Expired(f.m.expiry, c.now)) {
     ReclaimExpired(c, f);
-    return Fail(SHMKV_ENOTFOUND, "key not found");
+    return FailStatic(SHMKV_ENOTFOUND, "key not found");
   }
   *ttl_ms = f.m.expiry == 0 ? -1 : static_cast<int64_t>(f.m.expiry - c.now);
   return 0;

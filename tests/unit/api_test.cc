@@ -511,6 +511,23 @@ TEST_F(ApiTest, GetMissingKeyIsEnotfound) {
   EXPECT_ERROR_UNCHANGED(Get("nope"), "<" + std::to_string(SHMKV_ENOTFOUND) + ">");
 }
 
+// The detail of the last error follows every call of the thread: a miss
+// says so, the next call that succeeds clears it, and a later error with
+// a message of its own replaces it (misses keep theirs without a copy).
+TEST_F(ApiTest, LastErrorFollowsMissesSuccessesAndOtherErrors) {
+  EXPECT_EQ(Get("no-such-key"), "<" + std::to_string(SHMKV_ENOTFOUND) + ">");
+  EXPECT_STREQ(shmkv_last_error(), "key not found");
+  EXPECT_EQ(Get("sentinel:text"), "alpha");
+  EXPECT_STREQ(shmkv_last_error(), "");
+  EXPECT_EQ(shmkv_delete(kv_, "no-such-key", 11, 0), SHMKV_ENOTFOUND);
+  EXPECT_STREQ(shmkv_last_error(), "key not found");
+  EXPECT_EQ(Set("", "x"), SHMKV_EINVAL);
+  EXPECT_NE(std::string(shmkv_last_error()).find("key is empty"), std::string::npos)
+      << shmkv_last_error();
+  EXPECT_EQ(Get("no-such-key"), "<" + std::to_string(SHMKV_ENOTFOUND) + ">");
+  EXPECT_STREQ(shmkv_last_error(), "key not found");
+}
+
 TEST_F(ApiTest, GetIntoSmallBufferIsEtoosmallAndCopiesNothing) {
   ASSERT_EQ(Set("k", "0123456789"), 0);
   const uint64_t cas = Cas("k");
