@@ -279,6 +279,10 @@ bool DrainPage(Ctx& c, uint64_t page, uint32_t cls) {
   const uint64_t epoch = pword::Epoch(w);
   if (!CasWord(&v.ptab[page], w, pword::Make(cls + 1, pword::kDraining, me, epoch))) return false;
   SHMKV_CRASHPOINT("drain.started");
+  // The exact state word of each block we reserved (0: none). A block that
+  // is ALLOC under our participant index but not in here is not ours: a
+  // dead predecessor's, left by a recovery that gave up on it.
+  std::vector<uint64_t> mine(v.class_bpp[cls], 0);
   bool all_mine = false;
   bool blocked = false;
   for (int round = 0; round < 8 && !all_mine && !blocked; ++round) {
@@ -286,13 +290,15 @@ bool DrainPage(Ctx& c, uint64_t page, uint32_t cls) {
     for (uint64_t i = 0; i < v.class_bpp[cls] && !blocked; ++i) {
       unsigned char* blk = BlockOf(v, page, cls, i);
       uint64_t st = LoadAcquire(StateOf(blk));
-      if (bstate::St(st) == kAlloc && bstate::Owner(st) == me) continue;  // reserved
+      if (mine[i] != 0 && st == mine[i]) continue;  // reserved
       if (bstate::St(st) == kFree) {
         const uint64_t g = (bstate::Gen(st) + 1) & bstate::kGenMask;
-        if (CasWord(StateOf(blk), st, bstate::Make(kAlloc, me, g)))
+        if (CasWord(StateOf(blk), st, bstate::Make(kAlloc, me, g))) {
+          mine[i] = bstate::Make(kAlloc, me, g);
           c.p->Stat(kStatMemUsed, v.class_size[cls]);  // reserved = in use, for recovery's sake
-        else
+        } else {
           all_mine = false;
+        }
         continue;
       }
       all_mine = false;
@@ -312,9 +318,8 @@ bool DrainPage(Ctx& c, uint64_t page, uint32_t cls) {
     // Give the page back to its class: release our reservations.
     for (uint64_t i = 0; i < v.class_bpp[cls]; ++i) {
       unsigned char* blk = BlockOf(v, page, cls, i);
-      uint64_t st = LoadAcquire(StateOf(blk));
-      if (bstate::St(st) == kAlloc && bstate::Owner(st) == me &&
-          CasWord(StateOf(blk), st, bstate::Make(kFree, 0, bstate::Gen(st)))) {
+      uint64_t st = mine[i];
+      if (st != 0 && CasWord(StateOf(blk), st, bstate::Make(kFree, 0, bstate::Gen(st)))) {
         ClearHint(v, page, i);
         c.p->Stat(kStatMemUsed, -static_cast<int64_t>(v.class_size[cls]));
       }
