@@ -12,6 +12,7 @@
    Workloads, each run on both sides:
      GET hit            apcu_fetch           / Shmkv::get
      GET, one hot key   the same on one key (no cache misses: the call alone)
+     GET, 16 keys       apcu_fetch(array)    / Shmkv::getMulti (per key; 16 keys a call)
      SET update         apcu_store           / Shmkv::set
      INCR, many keys    apcu_inc             / Shmkv::incr   (100 000 counters)
      INCR, one hot key  apcu_inc             / Shmkv::incr
@@ -101,6 +102,11 @@ for ($i = 0; $i <= $MASK; ++$i) {
     $order[] = $keys[$r];
     $corder[] = $cntKeys[$r];
 }
+// The same draws in groups of 16 keys, for the batch gets.
+$groups = array_chunk($order, 16);
+$GMASK = count($groups) - 1;  // a power of two
+// Keys a group's answer holds (draws repeat: a key answers once).
+$gsize = array_map(fn(array $g): int => count(array_unique($g)), $groups);
 // The op pattern of the mixes: exactly pct% GETs per 1000, shuffled.
 function opPattern(int $getPct): array
 {
@@ -152,6 +158,36 @@ function apcuGet(array $ks, int $n, int $mask): int
     $t = hrtime(true) - $t;
     if ($miss) {
         throw new RuntimeException("apcu get: $miss misses");
+    }
+    return $t;
+}
+
+// Batch gets of 16 keys: apcu_fetch() of an array, Shmkv::getMulti(). $n
+// counts keys (a multiple of 16), so ns/op is per key as in the GET rows.
+function apcuGetMulti(array $gs, array $sizes, int $n, int $mask): int
+{
+    $miss = 0;
+    $t = hrtime(true);
+    for ($i = 0, $g = intdiv($n, 16); $i < $g; ++$i) {
+        $miss += $sizes[$i & $mask] - count(apcu_fetch($gs[$i & $mask]));
+    }
+    $t = hrtime(true) - $t;
+    if ($miss) {
+        throw new RuntimeException("apcu multi get: $miss misses");
+    }
+    return $t;
+}
+
+function shmkvGetMulti(Shmkv $kv, array $gs, array $sizes, int $n, int $mask): int
+{
+    $miss = 0;
+    $t = hrtime(true);
+    for ($i = 0, $g = intdiv($n, 16); $i < $g; ++$i) {
+        $miss += $sizes[$i & $mask] - count($kv->getMulti($gs[$i & $mask]));
+    }
+    $t = hrtime(true) - $t;
+    if ($miss) {
+        throw new RuntimeException("shmkv multi get: $miss misses");
     }
     return $t;
 }
@@ -508,6 +544,9 @@ $rows = [
                 fn(int $n, int $m) => $per(shmkvGet($kv, $order, $n, $MASK), $n)],
     ['GET hit, one hot key', fn(int $n, int $m) => $per(apcuGetHot($keys[7], $n), $n),
                             fn(int $n, int $m) => $per(shmkvGetHot($kv, $keys[7], $n), $n)],
+    ['GET hit, 16 keys a call (per key)',
+        fn(int $n, int $m) => $per(apcuGetMulti($groups, $gsize, $n, $GMASK), intdiv($n, 16) * 16),
+        fn(int $n, int $m) => $per(shmkvGetMulti($kv, $groups, $gsize, $n, $GMASK), intdiv($n, 16) * 16)],
     ['SET update', fn(int $n, int $m) => $per(apcuSet($order, $vals, $n, $MASK), $n),
                    fn(int $n, int $m) => $per(shmkvSet($kv, $order, $vals, $n, $MASK), $n)],
     ['INCR, 100 000 keys', fn(int $n, int $m) => $per(apcuIncr($corder, $n, $MASK), $n),

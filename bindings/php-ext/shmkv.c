@@ -246,6 +246,93 @@ PHP_METHOD(Shmkv, get) {
   RETURN_THROWS();
 }
 
+/* getMulti(array $keys): array — [key => value] of the keys present, in
+   the order given (as apcu_fetch() of an array). Keys go to shmkv_mget in
+   groups of 16, whose memory accesses overlap. */
+PHP_METHOD(Shmkv, getMulti) {
+  enum { kGroup = 16, kSmall = 512 };
+  HashTable *keys;
+  ZEND_PARSE_PARAMETERS_START(1, 1)
+  Z_PARAM_ARRAY_HT(keys)
+  ZEND_PARSE_PARAMETERS_END();
+  zval *zk;
+  ZEND_HASH_FOREACH_VAL(keys, zk) {
+    ZVAL_DEREF(zk);
+    if (Z_TYPE_P(zk) != IS_STRING) {
+      zend_argument_type_error(1, "must contain only strings, %s given", zend_zval_type_name(zk));
+      RETURN_THROWS();
+    }
+  }
+  ZEND_HASH_FOREACH_END();
+  shmkv_t *h = php_shmkv_handle(ZEND_THIS);
+  if (h == NULL) RETURN_THROWS();
+  array_init_size(return_value, zend_hash_num_elements(keys));
+  zend_string *group[kGroup];
+  const void *kp[kGroup];
+  size_t kl[kGroup], bl[kGroup], vl[kGroup];
+  void *bp[kGroup];
+  int rcs[kGroup];
+  char bufs[kGroup][kSmall];
+  for (int i = 0; i < kGroup; ++i) {
+    bp[i] = bufs[i];
+    bl[i] = kSmall;
+  }
+  size_t m = 0;
+  uint32_t left = zend_hash_num_elements(keys);
+  ZEND_HASH_FOREACH_VAL(keys, zk) {
+    ZVAL_DEREF(zk);
+    group[m] = Z_STR_P(zk);
+    kp[m] = ZSTR_VAL(group[m]);
+    kl[m] = ZSTR_LEN(group[m]);
+    ++m;
+    --left;
+    if (m < kGroup && left > 0) continue;
+    int rc = shmkv_mget(h, m, kp, kl, bp, bl, vl, rcs, NULL);
+    if (rc != 0) {
+      php_shmkv_throw(rc, "getMulti");
+      zval_ptr_dtor(return_value);
+      ZVAL_NULL(return_value); /* the engine frees it again on an exception */
+      RETURN_THROWS();
+    }
+    for (size_t i = 0; i < m; ++i) {
+      zend_string *v = NULL;
+      if (rcs[i] == 0) {
+        v = zend_string_init(bufs[i], vl[i], 0);
+      } else if (rcs[i] == SHMKV_ETOOSMALL) {
+        /* Larger than the group's buffers: this one on its own, at the size
+           reported (again at the new size if it grew meanwhile). */
+        size_t len = vl[i];
+        for (;;) {
+          v = zend_string_alloc(len, 0);
+          size_t got = 0;
+          rcs[i] = shmkv_get(h, kp[i], kl[i], ZSTR_VAL(v), len, &got, NULL);
+          if (rcs[i] == 0) {
+            ZSTR_LEN(v) = got;
+            ZSTR_VAL(v)[got] = '\0';
+            break;
+          }
+          zend_string_efree(v);
+          v = NULL;
+          if (rcs[i] != SHMKV_ETOOSMALL) break;
+          len = got;
+        }
+      }
+      if (v != NULL) {
+        zval zv;
+        ZVAL_STR(&zv, v);
+        zend_symtable_update(Z_ARRVAL_P(return_value), group[i], &zv);
+      } else if (rcs[i] != SHMKV_ENOTFOUND) {
+        php_shmkv_throw(rcs[i], "getMulti");
+        zval_ptr_dtor(return_value);
+        ZVAL_NULL(return_value);
+        RETURN_THROWS();
+      }
+    }
+    m = 0;
+  }
+  ZEND_HASH_FOREACH_END();
+}
+
 /* set(string $key, string $value, int $ttlMs = 0): void */
 PHP_METHOD(Shmkv, set) {
   zend_string *key, *value;
@@ -413,6 +500,10 @@ ZEND_BEGIN_ARG_WITH_RETURN_TYPE_INFO_EX(arginfo_get, 0, 1, IS_STRING, 1)
 ZEND_ARG_TYPE_INFO(0, key, IS_STRING, 0)
 ZEND_END_ARG_INFO()
 
+ZEND_BEGIN_ARG_WITH_RETURN_TYPE_INFO_EX(arginfo_get_multi, 0, 1, IS_ARRAY, 0)
+ZEND_ARG_TYPE_INFO(0, keys, IS_ARRAY, 0)
+ZEND_END_ARG_INFO()
+
 ZEND_BEGIN_ARG_WITH_RETURN_TYPE_INFO_EX(arginfo_set, 0, 2, IS_VOID, 0)
 ZEND_ARG_TYPE_INFO(0, key, IS_STRING, 0)
 ZEND_ARG_TYPE_INFO(0, value, IS_STRING, 0)
@@ -458,6 +549,7 @@ static const zend_function_entry shmkv_methods[] = {
     PHP_ME(Shmkv, lastError, arginfo_string_none, ZEND_ACC_PUBLIC | ZEND_ACC_STATIC)
     PHP_ME(Shmkv, close, arginfo_close, ZEND_ACC_PUBLIC)
     PHP_ME(Shmkv, get, arginfo_get, ZEND_ACC_PUBLIC)
+    PHP_ME(Shmkv, getMulti, arginfo_get_multi, ZEND_ACC_PUBLIC)
     PHP_ME(Shmkv, set, arginfo_set, ZEND_ACC_PUBLIC)
     PHP_ME(Shmkv, add, arginfo_add, ZEND_ACC_PUBLIC)
     PHP_ME(Shmkv, delete, arginfo_delete, ZEND_ACC_PUBLIC)

@@ -6,6 +6,7 @@
      $kv = Shmkv::create('sessions', ['memory_bytes' => 64 << 20]);
      $kv->set('user:42', 'alice', 30000);      // TTL in milliseconds, 0 = none
      $v  = $kv->get('user:42');                // string, or null when missing
+     $m  = $kv->getMulti(['user:42', 'x']);    // ['user:42' => 'alice']: hits only
      $kv->add('lock:42', '1', 5000, $cas);     // false if the key exists
      $n  = $kv->incr('hits');                  // int
      $kv->delete('user:42');                   // false if it was missing
@@ -336,6 +337,29 @@ CDEF;
             return null;
         }
         throw self::error($this->ffi, $n, 'get');
+    }
+
+    /**
+     * [key => value] of the keys present, in the order given (as apcu_fetch()
+     * of an array); missing and expired keys are left out. The extension
+     * overlaps the lookups (shmkv_mget); here it is one get() per key.
+     */
+    public function getMulti(array $keys): array
+    {
+        foreach ($keys as $key) {
+            if (!\is_string($key)) {
+                throw new TypeError('Shmkv::getMulti(): Argument #1 ($keys) must contain only '
+                                    . 'strings, ' . get_debug_type($key) . ' given');
+            }
+        }
+        $out = [];
+        foreach ($keys as $key) {
+            $v = $this->get($key);
+            if ($v !== null) {
+                $out[$key] = $v;
+            }
+        }
+        return $out;
     }
 
     /** Upsert. $ttlMs: milliseconds, 0 = no expiry. */

@@ -160,6 +160,33 @@ check('a value larger than the get buffer grows it', function () use ($kv) {
     same($kv->get('big'), $big, 'again, in the grown buffer');
 });
 
+check('getMulti: the keys present, in order, across groups and sizes', function () use ($kv) {
+    same($kv->getMulti([]), [], 'no keys');
+    $want = [];
+    $keys = [];
+    for ($i = 0; $i < 40; ++$i) {   // more than one group of 16
+        $k = "multi:$i";
+        $keys[] = $k;
+        if ($i % 3 === 0) {
+            continue;  // missing
+        }
+        $v = $i % 7 === 0 ? str_repeat("big$i\0", 300) : "v$i";  // some past 512 bytes
+        $kv->set($k, $v);
+        $want[$k] = $v;
+    }
+    same($kv->getMulti($keys), $want, 'hits only, in order');
+    $kv->set('123', 'numeric');
+    same($kv->getMulti(['123']), [123 => 'numeric'], 'a numeric key is an int key, as in any array');
+    try {
+        $kv->getMulti(['multi:1', 42]);
+        throw new Exception('no TypeError');
+    } catch (TypeError $e) {
+        expect(str_contains($e->getMessage(), 'must contain only strings, int given'),
+               'message: ' . $e->getMessage());
+    }
+    expectError(Shmkv::EINVAL, fn() => $kv->getMulti(['multi:1', '']));
+});
+
 check('add stores only when absent', function () use ($kv) {
     same($kv->add('lock', 'a'), true, 'first add');
     same($kv->add('lock', 'b'), false, 'second add');
