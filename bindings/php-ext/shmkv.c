@@ -215,14 +215,57 @@ PHP_METHOD(Shmkv, close) {
   }
 }
 
-/* get(string $key): ?string */
+/* A ?int by-reference parameter, checked on entry as PHP checks a typed
+   parameter: false (an exception is pending) when it holds another type. */
+static bool php_shmkv_check_int_ref(zval *ref, uint32_t arg) {
+  if (ref == NULL) return true;
+  zval *cur = Z_REFVAL_P(ref);
+  zend_long l;
+  if (Z_TYPE_P(cur) == IS_NULL || Z_TYPE_P(cur) == IS_LONG) return true;
+  if (!ZEND_ARG_USES_STRICT_TYPES() && zend_parse_arg_long_weak(cur, &l, arg)) return true;
+  if (!EG(exception))
+    zend_argument_type_error(arg, "must be of type ?int, %s given", zend_zval_type_name(cur));
+  return false;
+}
+
+/* get(string $key, ?int &$cas = null): ?string — $cas receives the
+   entry's cas token on a hit (for cas()). */
 PHP_METHOD(Shmkv, get) {
   zend_string *key;
-  ZEND_PARSE_PARAMETERS_START(1, 1)
+  zval *cas_ref = NULL;
+  ZEND_PARSE_PARAMETERS_START(1, 2)
   Z_PARAM_STR(key)
+  Z_PARAM_OPTIONAL
+  Z_PARAM_ZVAL(cas_ref)
   ZEND_PARSE_PARAMETERS_END();
+  if (!php_shmkv_check_int_ref(cas_ref, 2)) RETURN_THROWS();
   shmkv_t *h = php_shmkv_handle(ZEND_THIS);
   if (h == NULL) RETURN_THROWS();
+  if (cas_ref != NULL) {
+    /* With the token: the value and its cas from one read. */
+    shmkv_item_info_t info;
+    memset(&info, 0, sizeof(info));
+    info.struct_size = sizeof(info);
+    size_t len = 0;
+    int rc = shmkv_get(h, ZSTR_VAL(key), ZSTR_LEN(key), NULL, 0, &len, &info);
+    while (rc == SHMKV_ETOOSMALL || rc == 0) {
+      zend_string *s = zend_string_alloc(len, 0);
+      size_t got = 0;
+      rc = shmkv_get(h, ZSTR_VAL(key), ZSTR_LEN(key), ZSTR_VAL(s), len, &got, &info);
+      if (rc == 0) {
+        ZSTR_LEN(s) = got;
+        ZSTR_VAL(s)[got] = '\0';
+        ZEND_TRY_ASSIGN_REF_LONG(cas_ref, (zend_long)info.cas);
+        RETVAL_NEW_STR(s);
+        return;
+      }
+      zend_string_efree(s);
+      len = got;
+    }
+    if (rc == SHMKV_ENOTFOUND) RETURN_NULL();
+    php_shmkv_throw(rc, "get");
+    RETURN_THROWS();
+  }
   /* Small values (the common case) through the stack, copied once into the
      result; a larger one straight into a string of the size reported. */
   char buf[1024];
@@ -368,18 +411,8 @@ PHP_METHOD(Shmkv, add) {
   Z_PARAM_ZVAL(cas_ref)
   Z_PARAM_BOOL(noevict)
   ZEND_PARSE_PARAMETERS_END();
-  if (cas_ref != NULL) {
-    /* A ?int reference, checked on entry as PHP checks a typed parameter:
-       nothing is stored when it is of another type. */
-    zval *cur = Z_REFVAL_P(cas_ref);
-    zend_long l;
-    if (Z_TYPE_P(cur) != IS_NULL && Z_TYPE_P(cur) != IS_LONG &&
-        (ZEND_ARG_USES_STRICT_TYPES() || !zend_parse_arg_long_weak(cur, &l, 4))) {
-      if (!EG(exception))
-        zend_argument_type_error(4, "must be of type ?int, %s given", zend_zval_type_name(cur));
-      RETURN_THROWS();
-    }
-  }
+  /* Nothing is stored when $cas is of another type. */
+  if (!php_shmkv_check_int_ref(cas_ref, 4)) RETURN_THROWS();
   shmkv_t *h = php_shmkv_handle(ZEND_THIS);
   if (h == NULL) RETURN_THROWS();
   shmkv_write_opts_t o;
@@ -414,6 +447,87 @@ PHP_METHOD(Shmkv, delete) {
   if (rc == SHMKV_ENOTFOUND || rc == SHMKV_ECAS) RETURN_FALSE;
   php_shmkv_throw(rc, "delete");
   RETURN_THROWS();
+}
+
+/* A store of mode `mode` and token `expect`: true if stored, false if the
+   key was missing (REPLACE, or a cas) or changed since (ECAS). */
+static void php_shmkv_store_if(INTERNAL_FUNCTION_PARAMETERS, uint32_t mode, zend_string *key,
+                               zend_string *value, zend_long expect, zend_long ttl,
+                               const char *what) {
+  shmkv_t *h = php_shmkv_handle(ZEND_THIS);
+  if (h == NULL) RETURN_THROWS();
+  shmkv_write_opts_t o;
+  shmkv_write_opts_init(&o);
+  o.mode = mode;
+  o.expect_cas = (uint64_t)expect;
+  o.ttl_ms = (uint64_t)ttl;
+  int rc = shmkv_store(h, ZSTR_VAL(key), ZSTR_LEN(key), ZSTR_VAL(value), ZSTR_LEN(value), &o, NULL);
+  if (rc == 0) RETURN_TRUE;
+  if (rc == SHMKV_ENOTFOUND || rc == SHMKV_ECAS) RETURN_FALSE;
+  php_shmkv_throw(rc, what);
+  RETURN_THROWS();
+}
+
+/* replace(string $key, string $value, int $ttlMs = 0): bool — only if
+   present. */
+PHP_METHOD(Shmkv, replace) {
+  zend_string *key, *value;
+  zend_long ttl = 0;
+  ZEND_PARSE_PARAMETERS_START(2, 3)
+  Z_PARAM_STR(key)
+  Z_PARAM_STR(value)
+  Z_PARAM_OPTIONAL
+  Z_PARAM_LONG(ttl)
+  ZEND_PARSE_PARAMETERS_END();
+  php_shmkv_store_if(INTERNAL_FUNCTION_PARAM_PASSTHRU, SHMKV_REPLACE, key, value, 0, ttl,
+                     "replace");
+}
+
+/* cas(string $key, string $value, int $cas, int $ttlMs = 0): bool — only
+   if the entry is still the one whose token get() or add() gave. */
+PHP_METHOD(Shmkv, cas) {
+  zend_string *key, *value;
+  zend_long expect, ttl = 0;
+  ZEND_PARSE_PARAMETERS_START(3, 4)
+  Z_PARAM_STR(key)
+  Z_PARAM_STR(value)
+  Z_PARAM_LONG(expect)
+  Z_PARAM_OPTIONAL
+  Z_PARAM_LONG(ttl)
+  ZEND_PARSE_PARAMETERS_END();
+  if (expect == 0) {
+    zend_argument_value_error(3, "must be a cas token (not 0)");
+    RETURN_THROWS();
+  }
+  php_shmkv_store_if(INTERNAL_FUNCTION_PARAM_PASSTHRU, SHMKV_SET, key, value, expect, ttl, "cas");
+}
+
+/* exists(string $key): bool — present and not expired; copies nothing. */
+PHP_METHOD(Shmkv, exists) {
+  zend_string *key;
+  ZEND_PARSE_PARAMETERS_START(1, 1)
+  Z_PARAM_STR(key)
+  ZEND_PARSE_PARAMETERS_END();
+  shmkv_t *h = php_shmkv_handle(ZEND_THIS);
+  if (h == NULL) RETURN_THROWS();
+  size_t len = 0;
+  int rc = shmkv_get(h, ZSTR_VAL(key), ZSTR_LEN(key), NULL, 0, &len, NULL);
+  if (rc == 0 || rc == SHMKV_ETOOSMALL) RETURN_TRUE;
+  if (rc == SHMKV_ENOTFOUND) RETURN_FALSE;
+  php_shmkv_throw(rc, "exists");
+  RETURN_THROWS();
+}
+
+/* clear(): void — removes every entry of the segment. */
+PHP_METHOD(Shmkv, clear) {
+  ZEND_PARSE_PARAMETERS_NONE();
+  shmkv_t *h = php_shmkv_handle(ZEND_THIS);
+  if (h == NULL) RETURN_THROWS();
+  int rc = shmkv_clear(h);
+  if (rc != 0) {
+    php_shmkv_throw(rc, "clear");
+    RETURN_THROWS();
+  }
 }
 
 /* incr(string $key, int $delta = 1, int $initial = 0, int $ttlMs = 0): int */
@@ -498,6 +612,24 @@ ZEND_END_ARG_INFO()
 
 ZEND_BEGIN_ARG_WITH_RETURN_TYPE_INFO_EX(arginfo_get, 0, 1, IS_STRING, 1)
 ZEND_ARG_TYPE_INFO(0, key, IS_STRING, 0)
+ZEND_ARG_TYPE_INFO_WITH_DEFAULT_VALUE(1, cas, IS_LONG, 1, "null")
+ZEND_END_ARG_INFO()
+
+ZEND_BEGIN_ARG_WITH_RETURN_TYPE_INFO_EX(arginfo_replace, 0, 2, _IS_BOOL, 0)
+ZEND_ARG_TYPE_INFO(0, key, IS_STRING, 0)
+ZEND_ARG_TYPE_INFO(0, value, IS_STRING, 0)
+ZEND_ARG_TYPE_INFO_WITH_DEFAULT_VALUE(0, ttlMs, IS_LONG, 0, "0")
+ZEND_END_ARG_INFO()
+
+ZEND_BEGIN_ARG_WITH_RETURN_TYPE_INFO_EX(arginfo_cas, 0, 3, _IS_BOOL, 0)
+ZEND_ARG_TYPE_INFO(0, key, IS_STRING, 0)
+ZEND_ARG_TYPE_INFO(0, value, IS_STRING, 0)
+ZEND_ARG_TYPE_INFO(0, cas, IS_LONG, 0)
+ZEND_ARG_TYPE_INFO_WITH_DEFAULT_VALUE(0, ttlMs, IS_LONG, 0, "0")
+ZEND_END_ARG_INFO()
+
+ZEND_BEGIN_ARG_WITH_RETURN_TYPE_INFO_EX(arginfo_exists, 0, 1, _IS_BOOL, 0)
+ZEND_ARG_TYPE_INFO(0, key, IS_STRING, 0)
 ZEND_END_ARG_INFO()
 
 ZEND_BEGIN_ARG_WITH_RETURN_TYPE_INFO_EX(arginfo_get_multi, 0, 1, IS_ARRAY, 0)
@@ -553,6 +685,10 @@ static const zend_function_entry shmkv_methods[] = {
     PHP_ME(Shmkv, set, arginfo_set, ZEND_ACC_PUBLIC)
     PHP_ME(Shmkv, add, arginfo_add, ZEND_ACC_PUBLIC)
     PHP_ME(Shmkv, delete, arginfo_delete, ZEND_ACC_PUBLIC)
+    PHP_ME(Shmkv, replace, arginfo_replace, ZEND_ACC_PUBLIC)
+    PHP_ME(Shmkv, cas, arginfo_cas, ZEND_ACC_PUBLIC)
+    PHP_ME(Shmkv, exists, arginfo_exists, ZEND_ACC_PUBLIC)
+    PHP_ME(Shmkv, clear, arginfo_close, ZEND_ACC_PUBLIC)
     PHP_ME(Shmkv, incr, arginfo_incr, ZEND_ACC_PUBLIC)
     PHP_ME(Shmkv, ttl, arginfo_ttl, ZEND_ACC_PUBLIC)
     PHP_ME(Shmkv, touch, arginfo_touch, ZEND_ACC_PUBLIC)

@@ -7,6 +7,8 @@
      $kv->set('user:42', 'alice', 30000);      // TTL in milliseconds, 0 = none
      $v  = $kv->get('user:42');                // string, or null when missing
      $m  = $kv->getMulti(['user:42', 'x']);    // ['user:42' => 'alice']: hits only
+     $v  = $kv->get('user:42', $tok);          // with its cas token, then
+     $kv->cas('user:42', 'bob', $tok);         // false if written since
      $kv->add('lock:42', '1', 5000, $cas);     // false if the key exists
      $n  = $kv->incr('hits');                  // int
      $kv->delete('user:42');                   // false if it was missing
@@ -98,6 +100,7 @@ int shmkv_delete(shmkv_t *kv, const void *key, size_t key_len, uint64_t expect_c
 int shmkv_incr(shmkv_t *kv, const void *key, size_t key_len, int64_t delta, int64_t initial, uint64_t ttl_ms, int64_t *result);
 int shmkv_touch(shmkv_t *kv, const void *key, size_t key_len, uint64_t ttl_ms);
 int shmkv_ttl(shmkv_t *kv, const void *key, size_t key_len, int64_t *ttl_ms);
+int shmkv_clear(shmkv_t *kv);
 const char *shmkv_strerror(int code);
 const char *shmkv_version(void);
 const char *shmkv_last_error(void);
@@ -307,9 +310,15 @@ CDEF;
         }
     }
 
-    /** The value, or null when the key is missing or expired. */
-    public function get(string $key): ?string
+    /**
+     * The value, or null when the key is missing or expired. $cas, when
+     * passed, receives the entry's cas token on a hit (for cas()).
+     */
+    public function get(string $key, ?int &$cas = null): ?string
     {
+        if (\func_num_args() > 1) {
+            return $this->getWithCas($key, $cas);
+        }
         // The hot path: one FFI call of five arguments (each costs) into the
         // reused buffer, which returns the length; one copy out.
         $n = $this->ffi->shmkv_get_into($this->h ?? $this->closed(), $key, \strlen($key),
@@ -318,6 +327,32 @@ CDEF;
             return FFI::string($this->buf, $n);
         }
         return $this->getSlow($key, $n);
+    }
+
+    private function getWithCas(string $key, ?int &$cas): ?string
+    {
+        $ffi = $this->ffi;
+        $h = $this->h ?? $this->closed();
+        $info = $ffi->new('shmkv_item_info_t');
+        $info->struct_size = FFI::sizeOf($info);
+        $len = $ffi->new('size_t[1]');
+        $rc = $ffi->shmkv_get($h, $key, \strlen($key), $this->buf, $this->bufLen, $len,
+                              FFI::addr($info));
+        while ($rc === self::ETOOSMALL) {  // larger than the buffer: grow it, read again
+            $size = max($len[0], 2 * $this->bufLen);
+            $this->buf = $ffi->new("char[$size]");
+            $this->bufLen = $size;
+            $rc = $ffi->shmkv_get($h, $key, \strlen($key), $this->buf, $this->bufLen, $len,
+                                  FFI::addr($info));
+        }
+        if ($rc === 0) {
+            $cas = $info->cas;
+            return FFI::string($this->buf, $len[0]);
+        }
+        if ($rc === self::ENOTFOUND) {
+            return null;
+        }
+        throw self::error($ffi, $rc, 'get');
     }
 
     private function getSlow(string $key, int $n): ?string
@@ -408,6 +443,67 @@ CDEF;
             return false;
         }
         throw self::error($this->ffi, $rc, 'delete');
+    }
+
+    /** Stores only if the key is present; false if it is missing. */
+    public function replace(string $key, string $value, int $ttlMs = 0): bool
+    {
+        return $this->storeIf(self::MODE_REPLACE, $key, $value, 0, $ttlMs, 'replace');
+    }
+
+    /**
+     * Stores only if the entry is still the one whose token get() or add()
+     * gave ($cas); false if it was written or removed since.
+     */
+    public function cas(string $key, string $value, int $cas, int $ttlMs = 0): bool
+    {
+        if ($cas === 0) {
+            throw new ValueError('Shmkv::cas(): Argument #3 ($cas) must be a cas token (not 0)');
+        }
+        return $this->storeIf(self::MODE_SET, $key, $value, $cas, $ttlMs, 'cas');
+    }
+
+    private function storeIf(int $mode, string $key, string $value, int $cas, int $ttlMs,
+                             string $what): bool
+    {
+        $o = $this->ffi->new('shmkv_write_opts_t');
+        $this->ffi->shmkv_write_opts_init(FFI::addr($o));
+        $o->mode = $mode;
+        $o->expect_cas = $cas;
+        $o->ttl_ms = $ttlMs;
+        $rc = $this->ffi->shmkv_store($this->h ?? $this->closed(), $key, \strlen($key),
+                                      $value, \strlen($value), FFI::addr($o), null);
+        if ($rc === 0) {
+            return true;
+        }
+        if ($rc === self::ENOTFOUND || $rc === self::ECAS) {
+            return false;
+        }
+        throw self::error($this->ffi, $rc, $what);
+    }
+
+    /** True if the key is present and not expired (copies nothing). */
+    public function exists(string $key): bool
+    {
+        $len = $this->ffi->new('size_t[1]');
+        $rc = $this->ffi->shmkv_get($this->h ?? $this->closed(), $key, \strlen($key), null, 0,
+                                    $len, null);
+        if ($rc === 0 || $rc === self::ETOOSMALL) {
+            return true;
+        }
+        if ($rc === self::ENOTFOUND) {
+            return false;
+        }
+        throw self::error($this->ffi, $rc, 'exists');
+    }
+
+    /** Removes every entry of the segment. */
+    public function clear(): void
+    {
+        $rc = $this->ffi->shmkv_clear($this->h ?? $this->closed());
+        if ($rc !== 0) {
+            throw self::error($this->ffi, $rc, 'clear');
+        }
     }
 
     /**

@@ -187,6 +187,49 @@ check('getMulti: the keys present, in order, across groups and sizes', function 
     expectError(Shmkv::EINVAL, fn() => $kv->getMulti(['multi:1', '']));
 });
 
+check('get gives the cas token; cas stores only while it is current', function () use ($kv) {
+    $kv->set('versioned', 'v1');
+    $cas = null;
+    same($kv->get('versioned', $cas), 'v1', 'get with a token');
+    expect(is_int($cas) && $cas !== 0, 'a token: ' . var_export($cas, true));
+    same($kv->cas('versioned', 'v2', $cas), true, 'cas with the current token');
+    same($kv->get('versioned'), 'v2');
+    same($kv->cas('versioned', 'v3', $cas), false, 'cas with a stale token');
+    same($kv->get('versioned'), 'v2', 'unchanged by the stale cas');
+    $big = str_repeat('b', 200000);
+    $kv->set('versioned-big', $big);
+    $cas2 = null;
+    same($kv->get('versioned-big', $cas2), $big, 'a large value with its token');
+    same($kv->cas('versioned-big', 'small', $cas2), true, 'its token is current');
+    $none = 7;
+    same($kv->get('no-such-key', $none), null, 'a miss');
+    same($none, 7, 'a miss leaves $cas alone');
+    same($kv->cas('no-such-key', 'x', $cas), false, 'cas of a missing key');
+    try {
+        $kv->cas('versioned', 'x', 0);
+        throw new Exception('no ValueError');
+    } catch (ValueError $e) {
+        expect(str_contains($e->getMessage(), 'cas token'), 'message: ' . $e->getMessage());
+    }
+});
+
+check('replace, exists and clear', function () use ($seg) {
+    $c = Shmkv::open($seg);
+    same($c->replace('replace-me', 'x'), false, 'replace of a missing key');
+    same($c->exists('replace-me'), false, 'not there');
+    $c->set('replace-me', 'a');
+    same($c->replace('replace-me', 'b', 60000), true, 'replace of a present key');
+    same($c->get('replace-me'), 'b');
+    same($c->exists('replace-me'), true, 'there');
+    $c->set('empty-value', '');
+    same($c->exists('empty-value'), true, 'an empty value exists');
+    $c->clear();
+    same($c->exists('replace-me'), false, 'gone after clear');
+    same($c->get('greeting'), null, 'every entry gone after clear');
+    $c->set('greeting', 'hello again');  // what later checks expect
+    $c->close();
+});
+
 check('add stores only when absent', function () use ($kv) {
     same($kv->add('lock', 'a'), true, 'first add');
     same($kv->add('lock', 'b'), false, 'second add');
