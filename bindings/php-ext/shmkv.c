@@ -228,6 +228,27 @@ static bool php_shmkv_check_int_ref(zval *ref, uint32_t arg) {
   return false;
 }
 
+/* Reads key's value into a new string of len bytes, the size shmkv_get
+   reported, and again at the new size while the value grows meanwhile.
+   0 with *out set, or the library's code. */
+static int php_shmkv_get_sized(shmkv_t *h, const char *key, size_t klen, size_t len,
+                               shmkv_item_info_t *info, zend_string **out) {
+  for (;;) {
+    zend_string *s = zend_string_alloc(len, 0);
+    size_t got = 0;
+    int rc = shmkv_get(h, key, klen, ZSTR_VAL(s), len, &got, info);
+    if (rc == 0) {
+      ZSTR_LEN(s) = got;
+      ZSTR_VAL(s)[got] = '\0';
+      *out = s;
+      return 0;
+    }
+    zend_string_efree(s);
+    if (rc != SHMKV_ETOOSMALL) return rc;
+    len = got;
+  }
+}
+
 /* get(string $key, ?int &$cas = null): ?string — $cas receives the
    entry's cas token on a hit (for cas()). */
 PHP_METHOD(Shmkv, get) {
@@ -241,48 +262,28 @@ PHP_METHOD(Shmkv, get) {
   if (!php_shmkv_check_int_ref(cas_ref, 2)) RETURN_THROWS();
   shmkv_t *h = php_shmkv_handle(ZEND_THIS);
   if (h == NULL) RETURN_THROWS();
+  /* Small values (the common case) through the stack, copied once into the
+     result; a larger one straight into a string of the size reported. With
+     $cas, the token comes from the same read as the value. */
+  shmkv_item_info_t info;
+  shmkv_item_info_t *want = NULL;
   if (cas_ref != NULL) {
-    /* With the token: the value and its cas from one read. */
-    shmkv_item_info_t info;
     memset(&info, 0, sizeof(info));
     info.struct_size = sizeof(info);
-    size_t len = 0;
-    int rc = shmkv_get(h, ZSTR_VAL(key), ZSTR_LEN(key), NULL, 0, &len, &info);
-    while (rc == SHMKV_ETOOSMALL || rc == 0) {
-      zend_string *s = zend_string_alloc(len, 0);
-      size_t got = 0;
-      rc = shmkv_get(h, ZSTR_VAL(key), ZSTR_LEN(key), ZSTR_VAL(s), len, &got, &info);
-      if (rc == 0) {
-        ZSTR_LEN(s) = got;
-        ZSTR_VAL(s)[got] = '\0';
-        ZEND_TRY_ASSIGN_REF_LONG(cas_ref, (zend_long)info.cas);
-        RETVAL_NEW_STR(s);
-        return;
-      }
-      zend_string_efree(s);
-      len = got;
-    }
-    if (rc == SHMKV_ENOTFOUND) RETURN_NULL();
-    php_shmkv_throw(rc, "get");
-    RETURN_THROWS();
+    want = &info;
   }
-  /* Small values (the common case) through the stack, copied once into the
-     result; a larger one straight into a string of the size reported. */
   char buf[1024];
   size_t len = 0;
-  int rc = shmkv_get(h, ZSTR_VAL(key), ZSTR_LEN(key), buf, sizeof(buf), &len, NULL);
-  if (rc == 0) RETURN_STRINGL(buf, len);
-  while (rc == SHMKV_ETOOSMALL) {
-    zend_string *s = zend_string_alloc(len, 0);
-    size_t got = 0;
-    rc = shmkv_get(h, ZSTR_VAL(key), ZSTR_LEN(key), ZSTR_VAL(s), len, &got, NULL);
-    if (rc == 0) {
-      ZSTR_LEN(s) = got;
-      ZSTR_VAL(s)[got] = '\0';
-      RETURN_NEW_STR(s);
-    }
-    zend_string_efree(s);
-    len = got; /* it grew meanwhile: again, at the new size */
+  zend_string *s = NULL;
+  int rc = shmkv_get(h, ZSTR_VAL(key), ZSTR_LEN(key), buf, sizeof(buf), &len, want);
+  if (rc == 0) {
+    s = zend_string_init(buf, len, 0);
+  } else if (rc == SHMKV_ETOOSMALL) {
+    rc = php_shmkv_get_sized(h, ZSTR_VAL(key), ZSTR_LEN(key), len, want, &s);
+  }
+  if (rc == 0) {
+    if (want != NULL) ZEND_TRY_ASSIGN_REF_LONG(cas_ref, (zend_long)info.cas);
+    RETURN_NEW_STR(s);
   }
   if (rc == SHMKV_ENOTFOUND) RETURN_NULL();
   php_shmkv_throw(rc, "get");
@@ -331,47 +332,31 @@ PHP_METHOD(Shmkv, getMulti) {
     --left;
     if (m < kGroup && left > 0) continue;
     int rc = shmkv_mget(h, m, kp, kl, bp, bl, vl, rcs, NULL);
-    if (rc != 0) {
-      php_shmkv_throw(rc, "getMulti");
-      zval_ptr_dtor(return_value);
-      ZVAL_NULL(return_value); /* the engine frees it again on an exception */
-      RETURN_THROWS();
-    }
+    if (rc != 0) goto fail;
     for (size_t i = 0; i < m; ++i) {
       zend_string *v = NULL;
-      if (rcs[i] == 0) {
+      rc = rcs[i];
+      if (rc == 0) {
         v = zend_string_init(bufs[i], vl[i], 0);
-      } else if (rcs[i] == SHMKV_ETOOSMALL) {
-        /* Larger than the group's buffers: this one on its own, at the size
-           reported (again at the new size if it grew meanwhile). */
-        size_t len = vl[i];
-        for (;;) {
-          v = zend_string_alloc(len, 0);
-          size_t got = 0;
-          rcs[i] = shmkv_get(h, kp[i], kl[i], ZSTR_VAL(v), len, &got, NULL);
-          if (rcs[i] == 0) {
-            ZSTR_LEN(v) = got;
-            ZSTR_VAL(v)[got] = '\0';
-            break;
-          }
-          zend_string_efree(v);
-          v = NULL;
-          if (rcs[i] != SHMKV_ETOOSMALL) break;
-          len = got;
-        }
+      } else if (rc == SHMKV_ETOOSMALL) {
+        /* Larger than the group's buffers: this one on its own. */
+        rc = php_shmkv_get_sized(h, kp[i], kl[i], vl[i], NULL, &v);
       }
-      if (v != NULL) {
+      if (rc == 0) {
         zval zv;
         ZVAL_STR(&zv, v);
         zend_symtable_update(Z_ARRVAL_P(return_value), group[i], &zv);
-      } else if (rcs[i] != SHMKV_ENOTFOUND) {
-        php_shmkv_throw(rcs[i], "getMulti");
-        zval_ptr_dtor(return_value);
-        ZVAL_NULL(return_value);
-        RETURN_THROWS();
+      } else if (rc != SHMKV_ENOTFOUND) {
+        goto fail;
       }
     }
     m = 0;
+    continue;
+  fail:
+    php_shmkv_throw(rc, "getMulti");
+    zval_ptr_dtor(return_value);
+    ZVAL_NULL(return_value); /* the engine frees it again on an exception */
+    RETURN_THROWS();
   }
   ZEND_HASH_FOREACH_END();
 }
