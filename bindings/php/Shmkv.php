@@ -339,9 +339,7 @@ CDEF;
         $rc = $ffi->shmkv_get($h, $key, \strlen($key), $this->buf, $this->bufLen, $len,
                               FFI::addr($info));
         while ($rc === self::ETOOSMALL) {  // larger than the buffer: grow it, read again
-            $size = max($len[0], 2 * $this->bufLen);
-            $this->buf = $ffi->new("char[$size]");
-            $this->bufLen = $size;
+            $this->growBuffer($len[0]);
             $rc = $ffi->shmkv_get($h, $key, \strlen($key), $this->buf, $this->bufLen, $len,
                                   FFI::addr($info));
         }
@@ -355,14 +353,20 @@ CDEF;
         throw self::error($ffi, $rc, 'get');
     }
 
+    /** The get buffer, grown to hold $need bytes (at least doubled); it stays grown. */
+    private function growBuffer(int $need): void
+    {
+        $size = max($need, 2 * $this->bufLen);
+        $this->buf = $this->ffi->new("char[$size]");
+        $this->bufLen = $size;
+    }
+
     private function getSlow(string $key, int $n): ?string
     {
         // A value larger than the buffer: grow it to the size the library
         // reported and retry (the value may have grown again meanwhile).
         while ($n > $this->bufLen) {
-            $size = max($n, 2 * $this->bufLen);
-            $this->buf = $this->ffi->new("char[$size]");
-            $this->bufLen = $size;
+            $this->growBuffer($n);
             $n = $this->ffi->shmkv_get_into($this->h, $key, \strlen($key), $this->buf, $this->bufLen);
         }
         if ($n >= 0) {
