@@ -21,7 +21,7 @@ using shmkv::internal::CheckValue;
 using shmkv::internal::Ctx;
 using shmkv::internal::Enter;
 using shmkv::internal::Fail;
-using shmkv::internal::FailStatic;
+using shmkv::internal::FailNotFound;
 
 namespace {
 
@@ -133,7 +133,7 @@ int shmkv_get(shmkv_t* kv, const void* key, size_t key_len, void* buf, size_t bu
     if (val_len == nullptr) return Fail(SHMKV_EINVAL, "val_len is NULL");
     if (buf == nullptr && buf_len != 0) return Fail(SHMKV_EINVAL, "buf is NULL but buf_len > 0");
     const int rc = shmkv::internal::OpGet(c, Bytes(key, key_len), buf, buf_len, val_len, info);
-    if (rc == SHMKV_ENOTFOUND) return FailStatic(rc, "key not found");
+    if (rc == SHMKV_ENOTFOUND) return FailNotFound();
     if (rc == SHMKV_ETOOSMALL)
       return Fail(rc, "buffer of " + std::to_string(buf_len) + " bytes is too small for " +
                           std::to_string(*val_len));
@@ -154,7 +154,7 @@ int64_t shmkv_get_into(shmkv_t* kv, const void* key, size_t key_len, void* buf, 
     size_t len = 0;
     const int rc = shmkv::internal::OpGet(c, Bytes(key, key_len), buf, buf_len, &len, nullptr);
     if (rc == 0 || rc == SHMKV_ETOOSMALL) return static_cast<int64_t>(len);
-    if (rc == SHMKV_ENOTFOUND) return FailStatic(rc, "key not found");
+    if (rc == SHMKV_ENOTFOUND) return FailNotFound();
     return negated(rc);
   } catch (const std::bad_alloc&) {
     return negated(Fail(ENOMEM, "out of memory"));
@@ -221,7 +221,7 @@ int shmkv_get_alloc(shmkv_t* kv, const void* key, size_t key_len, void** val, si
     *val = nullptr;
     std::string s;
     const int rc = shmkv::internal::OpGetString(c, Bytes(key, key_len), &s, info);
-    if (rc != 0) return FailStatic(rc, "key not found");
+    if (rc != 0) return FailNotFound();  // OpGetString: 0 or SHMKV_ENOTFOUND
     void* p = std::malloc(s.size() ? s.size() : 1);
     if (p == nullptr) return Fail(ENOMEM, "out of memory");
     std::memcpy(p, s.data(), s.size());

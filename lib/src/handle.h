@@ -110,6 +110,7 @@ inline void ClearError() {
 }
 int Fail(int rc, std::string_view msg);       // SetError(msg), return rc
 int FailStatic(int rc, const char* literal);  // the same for a string literal, without a copy
+inline int FailNotFound() { return FailStatic(SHMKV_ENOTFOUND, "key not found"); }
 
 // shmkv_throttle, with the arguments turned into nanoseconds of segment
 // time by CheckThrottle: interval = period / rate, tolerance = burst x

@@ -916,7 +916,7 @@ int OpStore(Ctx& c, std::string_view key, std::string_view val, const shmkv_writ
     }
     if (o.mode == SHMKV_REPLACE || o.expect_cas != 0) {
       Discard(c, nb);
-      return FailStatic(SHMKV_ENOTFOUND, "key not found");
+      return FailNotFound();
     }
     SetExpiry(nb.blk, expiry);
     const Ins r = InsertNew(c, key, h, cs, nb.blk, nb.cls, &nb.gen, noevict, expiry);
@@ -936,11 +936,10 @@ int OpDelete(Ctx& c, std::string_view key, uint64_t expect_cas) {
   const Cands cs = CandidatesOf(c.v, h);
   for (;;) {
     Found f;
-    if (!FindLive(c, key, h, cs, nullptr, 0, &f))
-      return FailStatic(SHMKV_ENOTFOUND, "key not found");
+    if (!FindLive(c, key, h, cs, nullptr, 0, &f)) return FailNotFound();
     if (Expired(f.m.expiry, c.now)) {
       ReclaimExpired(c, f);
-      return FailStatic(SHMKV_ENOTFOUND, "key not found");
+      return FailNotFound();
     }
     if (expect_cas != 0 && f.m.cas != expect_cas) {
       c.Stat(kStatCasFailures);
@@ -1128,11 +1127,10 @@ int OpTouch(Ctx& c, std::string_view key, uint64_t ttl_ms) {
   for (;;) {
     Found f;
     val.resize(val.capacity());
-    if (!FindLive(c, key, h, cs, val.data(), val.size(), &f))
-      return FailStatic(SHMKV_ENOTFOUND, "key not found");
+    if (!FindLive(c, key, h, cs, val.data(), val.size(), &f)) return FailNotFound();
     if (Expired(f.m.expiry, c.now)) {
       ReclaimExpired(c, f);
-      return FailStatic(SHMKV_ENOTFOUND, "key not found");
+      return FailNotFound();
     }
     if (!f.copied) {
       val.resize(f.m.vlen);
@@ -1160,10 +1158,10 @@ int OpTtl(Ctx& c, std::string_view key, int64_t* ttl_ms) {
   const KeyHash h = HashKey(c.v, key.data(), key.size());
   const Cands cs = CandidatesOf(c.v, h);
   Found f;
-  if (!FindLive(c, key, h, cs, nullptr, 0, &f)) return FailStatic(SHMKV_ENOTFOUND, "key not found");
+  if (!FindLive(c, key, h, cs, nullptr, 0, &f)) return FailNotFound();
   if (Expired(f.m.expiry, c.now)) {
     ReclaimExpired(c, f);
-    return FailStatic(SHMKV_ENOTFOUND, "key not found");
+    return FailNotFound();
   }
   *ttl_ms = f.m.expiry == 0 ? -1 : static_cast<int64_t>(f.m.expiry - c.now);
   return 0;
