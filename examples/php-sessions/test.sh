@@ -133,6 +133,11 @@ req() {
   pid="${w#* }"
 }
 
+# binding JAR: which Shmkv served a page (X-Shmkv-Binding): extension or ffi.
+binding() {
+  curl -s -m 30 -b "$1" -D - -o /dev/null "http://127.0.0.1:$port/" |
+    tr -d '\r' | sed -n 's/^X-Shmkv-Binding: //Ip'
+}
 session_id() { awk '$6 == "PHPSESSID" { print $7 }' "$1"; }
 entry() { "$cli" get "$seg" "$1" 2>/dev/null; }
 lock_keys() { "$cli" keys "$seg" --prefix sess: | grep -c ':lock	'; }
@@ -158,9 +163,7 @@ if start_server A -- "$here/test/router.php"; then
   req "$jar" POST /login user=alice
   expect "sign in: status" "$code" 200
   expect_grep "sign in: page" "$tmp/body" "Signed in as <b>alice</b>"
-  expect "sign in: the class is the FFI wrapper's" \
-    "$(curl -s -m 30 -b "$jar" -D - -o /dev/null "http://127.0.0.1:$port/" |
-       tr -d '\r' | sed -n 's/^X-Shmkv-Binding: //Ip')" ffi
+  expect "sign in: the class is the FFI wrapper's" "$(binding "$jar")" ffi
   id="$(session_id "$jar")"
   expect "sign in: X-Worker-Pid is the pid on the page" \
     "$(grep -o 'id="pid">[0-9]*' "$tmp/body" | grep -o '[0-9]*$')" "$pid"
@@ -339,9 +342,7 @@ if [[ -n "$ext" ]] && start_server D SHMKV_PHP_EXTENSION="$ext" -- "$here/test/r
     "$(json "$tmp/race-1" read) $(json "$tmp/race-2" read)" "0 1"
   entry "sess:$id" >"$tmp/entry"
   expect_grep "extension: counter == 2 after two requests" "$tmp/entry" 'counter\|i:2;'
-  expect "extension: the class is the extension's" \
-    "$(curl -s -m 30 -b "$jar" -D - -o /dev/null "http://127.0.0.1:$port/" |
-       tr -d '\r' | sed -n 's/^X-Shmkv-Binding: //Ip')" extension
+  expect "extension: the class is the extension's" "$(binding "$jar")" extension
   stop_server "$server"
   expect "run.sh stopped (D)" "$?" 0
 fi
