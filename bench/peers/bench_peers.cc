@@ -52,11 +52,12 @@
 //               --memcached-evict=SOCK [--smoke] [--out=DIR] [--commit=ID]
 //               [--peers=shmkv,redis,...] [--huge-dir=DIR] [--reps=N] [--run-ms=N]
 //               [--warm-ms=N] [--keys=N] [--big-keys=N] [--callgrind-ops=N]
-//               [--only=stall|main:W,...] [--stall-sample-every=N]
+//               [--only=stall|memory|main:W,...] [--stall-sample-every=N]
 // --only=main:get_hit,set_update runs those workloads of the main scenario
 // alone (no stall test, memory, callgrind or other scenario).
 // --only=stall runs the stall test alone (no memory, callgrind or throughput
 // runs); --stall-sample-every=0 turns the victim's scheduling counters off.
+// --only=memory measures the memory per item alone.
 // scripts/bench.sh starts the servers and runs this. Results: OUT/latest.md
 // (printed too), OUT/latest.csv, and OUT/*.dat for bench/peers/charts.gp.
 #include <fcntl.h>
@@ -1469,8 +1470,8 @@ bool ParseArgs(int argc, char** argv, Options* o) {
       std::cerr << "bench_peers: --only=main: name at least one workload\n";
       return false;
     }
-  } else if (!o->only.empty() && o->only != "stall") {
-    std::cerr << "bench_peers: --only is stall or main:WORKLOAD[,WORKLOAD...]\n";
+  } else if (!o->only.empty() && o->only != "stall" && o->only != "memory") {
+    std::cerr << "bench_peers: --only is stall, memory or main:WORKLOAD[,WORKLOAD...]\n";
     return false;
   }
   if (o->stall_sample_every < 0) {
@@ -1511,12 +1512,12 @@ int Main(int argc, char** argv) {
   std::cerr << "bench_peers: " << rep.mode << " run on " << rep.machine << "; TSC "
             << 1.0 / g_ns_per_tick << " GHz\n";
 
-  if (opt.only.empty()) {
-    rep.memory = MeasureMemory(opt, &rep.messages);
-    rep.callgrind = MeasureCallgrind(opt, &rep.messages);
+  if (opt.only.empty() || opt.only == "memory") rep.memory = MeasureMemory(opt, &rep.messages);
+  if (opt.only.empty()) rep.callgrind = MeasureCallgrind(opt, &rep.messages);
+  if (opt.only != "memory") {
+    Driver driver(opt);
+    driver.Run(&rep);
   }
-  Driver driver(opt);
-  driver.Run(&rep);
   rep.total_s = NowS() - t0;
 
   std::string md;

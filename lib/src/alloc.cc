@@ -15,8 +15,8 @@
 namespace shmkv::internal {
 
 int ClassFor(const View& v, uint64_t bytes) {
-  if (bytes <= uint64_t{View::kClassLookupLines} * 64) {
-    const uint8_t c = v.class_of_lines[(bytes + 63) / 64];
+  if (bytes <= uint64_t{View::kClassLookupUnits} * kBlockUnit) {
+    const uint8_t c = v.class_of_units[(bytes + kBlockUnit - 1) / kBlockUnit];
     return c == 0xff ? -1 : c;
   }
   // Larger: classes are few (<= 64) and sorted, a binary search.
@@ -366,11 +366,11 @@ void ForSampledCas(const View& v, uint64_t page, uint32_t cls, F&& f) {
     const uint64_t st = LoadAcquire(StateOf(blk));
     if (bstate::St(st) != kLinked) continue;
     // A counter's latest write is its pair's token (layout.h).
-    const bool counter =
-        IsCounter(LoadRelaxed(reinterpret_cast<const uint64_t*>(blk + boff::kLens)));
-    const uint64_t word = LoadRelaxed(
-        reinterpret_cast<const uint64_t*>(blk + (counter ? boff::kPairToken : boff::kCas)));
-    const uint64_t cas = counter ? CounterCas(word) : word;
+    const uint64_t w8 = LoadRelaxed(reinterpret_cast<const uint64_t*>(blk + boff::kCas));
+    const uint64_t cas =
+        IsCounter(w8)
+            ? CounterCas(LoadRelaxed(reinterpret_cast<const uint64_t*>(blk + boff::kPairToken)))
+            : w8;
     if (LoadAcquire(StateOf(blk)) == st) f(cas);
   }
 }

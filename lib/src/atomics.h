@@ -113,7 +113,7 @@ inline void ClaimFence() {
 }
 
 // Racy copies of block bytes: relaxed 8-byte atomic loads of the aligned
-// words covering [from, from + len). Blocks are 64-byte multiples inside a
+// words covering [from, from + len). Blocks are 16-byte multiples inside a
 // mapped page, so the covering words are in bounds. Results are only used
 // after the slot version is re-checked.
 inline uint64_t WordAt(const unsigned char* block, size_t w) {

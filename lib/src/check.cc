@@ -75,7 +75,7 @@ struct Checker {
       return true;
     }
     const uint32_t cls = static_cast<uint32_t>(ref::Class(w.ref));
-    unsigned char* blk = v.BlockAt(ref::Off64(w.ref), cls);
+    unsigned char* blk = v.BlockAt(ref::OffUnits(w.ref), cls);
     if (blk == nullptr) {
       Problem(where + ": block offset outside the data area or not a block of class " +
               std::to_string(cls));
@@ -85,21 +85,22 @@ struct Checker {
     const uint64_t page = v.PageOf(blk);
     const uint64_t pw = LoadAcquire(&v.ptab[page]);
     const uint64_t bs = LoadAcquire(reinterpret_cast<const uint64_t*>(blk));
-    const uint64_t lens = LoadRelaxed(reinterpret_cast<const uint64_t*>(blk + boff::kLens));
-    const uint64_t hash_lo = LoadRelaxed(reinterpret_cast<const uint64_t*>(blk + boff::kHashLo));
-    const uint32_t hash_hi32 =
-        static_cast<uint32_t>(LoadRelaxed(reinterpret_cast<const uint64_t*>(blk + boff::kHashHi)));
-    const uint16_t klen = static_cast<uint16_t>(lens >> 32);
-    // A COUNTER block keeps user flags where others keep the value length,
-    // and nothing after its key; it stores no hash (layout.h).
-    const bool counter = IsCounter(lens);
+    auto word = [blk](uint32_t off) {
+      return LoadRelaxed(reinterpret_cast<const uint64_t*>(blk + off));
+    };
+    // A COUNTER block keeps its lengths and kx further on, and nothing
+    // after its key (layout.h).
+    const bool counter = IsCounter(word(boff::kCas));
+    const uint64_t lens = word(counter ? boff::kCounterLens : boff::kLens);
+    const uint16_t klen = kx::KeyLen(word(counter ? boff::kCounterKx : boff::kKx));
     const uint32_t vlen = counter ? 0 : static_cast<uint32_t>(lens);
+    const uint32_t key_off = counter ? kCounterHeaderSize : kBlockHeaderSize;
     std::string key;
-    const bool sane = klen >= 1 && klen <= v.max_key_len &&
-                      uint64_t{kBlockHeaderSize} + klen + vlen <= v.class_size[cls];
+    const bool sane =
+        klen >= 1 && klen <= v.max_key_len && uint64_t{key_off} + klen + vlen <= v.class_size[cls];
     if (sane) {
       key.resize(klen);
-      CopyOut(key.data(), blk, kBlockHeaderSize, klen);
+      CopyOut(key.data(), blk, key_off, klen);
     }
     // Re-read: everything above must belong to one link of this slot.
     ReadFence();
@@ -125,7 +126,7 @@ struct Checker {
       Problem(where + ": PENDING slot on a FREE block");
       ++census.bad_slots;
     }
-    if (SeenTwice(refs, ref::Off64(w.ref), i, w)) {
+    if (SeenTwice(refs, ref::OffUnits(w.ref), i, w)) {
       Problem(where + ": its block is referenced by another slot too");
       ++census.referenced_twice;
     }
@@ -138,8 +139,7 @@ struct Checker {
     const KeyHash kh = HashKey(v, key.data(), key.size());
     uint64_t b1, b2;
     BucketsOf(v, kh, &b1, &b2);
-    if ((!counter && (kh.lo != hash_lo || kh.hi32() != hash_hi32)) || kh.tag() != ref::Tag(w.ref) ||
-        (i / 4 != b1 && i / 4 != b2)) {
+    if (kh.tag() != ref::Tag(w.ref) || (i / 4 != b1 && i / 4 != b2)) {
       Problem(where + ": key does not hash to this slot's bucket pair and tag");
       ++census.bad_slots;
     }
@@ -184,7 +184,7 @@ struct Checker {
       for (uint64_t i = 0; i < v.class_bpp[cls]; ++i) {
         unsigned char* blk = v.data + (page << v.page_shift) + i * v.class_size[cls];
         const uint64_t bs = LoadAcquire(reinterpret_cast<const uint64_t*>(blk));
-        const uint64_t off64 = static_cast<uint64_t>(blk - v.base) / 64;
+        const uint64_t off_units = static_cast<uint64_t>(blk - v.base) / kBlockUnit;
         switch (bstate::St(bs)) {
           case kFree:
             ++census.blocks_free;
@@ -193,18 +193,18 @@ struct Checker {
             break;
           case kAlloc:
             ++census.blocks_alloc;
-            if (offline && !refs.count(off64)) ++leaked;
+            if (offline && !refs.count(off_units)) ++leaked;
             break;
           case kLinked:
             ++census.blocks_linked;
-            if (!refs.count(off64)) {
+            if (!refs.count(off_units)) {
               ++census.linked_unreferenced;
               if (offline) ++leaked;
             }
             break;
           case kKilled:
             ++census.blocks_killed;
-            if (offline && !refs.count(off64)) ++leaked;
+            if (offline && !refs.count(off_units)) ++leaked;
             break;
           default:
             Problem("page " + std::to_string(page) + ": block " + std::to_string(i) +

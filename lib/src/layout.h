@@ -12,11 +12,15 @@
 namespace shmkv::internal {
 
 inline constexpr uint64_t kMagic = 0x01564B4D48530143ull;  // "C\x01SHMKV\x01"
-inline constexpr uint32_t kLayoutVersion = 3;
+inline constexpr uint32_t kLayoutVersion = 4;
 inline constexpr size_t kCacheLine = 64;
 inline constexpr size_t kHeaderSize = 4096;
 inline constexpr uint32_t kMaxClasses = 64;
-inline constexpr uint32_t kBlockHeaderSize = 48;
+// A block starts on a kBlockUnit boundary, and class sizes are multiples
+// of it; a slot holds a block's offset in these units.
+inline constexpr uint64_t kBlockUnit = 16;
+inline constexpr uint32_t kBlockHeaderSize = 32;    // a BYTES block's key starts here
+inline constexpr uint32_t kCounterHeaderSize = 48;  // a COUNTER block's key starts here
 inline constexpr uint32_t kMaxKeyLenLimit = 4096;
 inline constexpr uint64_t kMaxTtlMs = 1ull << 40;
 inline constexpr uint64_t kMaxParticipants = 65535;  // owner field is 16 bits
@@ -48,7 +52,7 @@ struct Header {
   uint64_t data_off, n_pages;     // pages of page_size bytes
   uint32_t page_shift;
   uint32_t n_classes;
-  uint32_t class_size[kMaxClasses];  // bytes, multiples of 64, increasing
+  uint32_t class_size[kMaxClasses];  // bytes, multiples of kBlockUnit, >= 64, increasing
 
   // Limits and policy.
   uint64_t max_items;
@@ -95,7 +99,7 @@ static_assert(offsetof(Header, retired) % kCacheLine == 0);
 // ---- Index ---------------------------------------------------------------
 // A slot is two words changed together by a 16-byte CAS (Invariant V: every
 // change of state, offset or tag bumps the version; only R may change alone).
-//   ref : tag(16) | state(2) | R(1) | N(1) | class(6) | block offset/64 (38)
+//   ref : tag(16) | state(2) | R(1) | N(1) | class(6) | block offset/16 (38)
 //   meta: version(32) | coarse expiry (32): seconds since epoch, rounded up,
 //         0 = none
 struct alignas(16) Slot {
@@ -116,16 +120,16 @@ inline constexpr uint64_t kOffMask = (1ull << 38) - 1;
 inline constexpr uint64_t kRBit = 1ull << kRShift;
 inline constexpr uint64_t kNBit = 1ull << kNShift;
 constexpr uint64_t Make(uint64_t tag, uint64_t state, bool r, bool n, uint64_t cls,
-                        uint64_t off64) {
+                        uint64_t off_units) {
   return (tag << kTagShift) | (state << kStateShift) | (uint64_t{r} << kRShift) |
-         (uint64_t{n} << kNShift) | (cls << kClassShift) | (off64 & kOffMask);
+         (uint64_t{n} << kNShift) | (cls << kClassShift) | (off_units & kOffMask);
 }
 constexpr uint64_t Tag(uint64_t r) { return r >> kTagShift; }
 constexpr uint64_t State(uint64_t r) { return (r >> kStateShift) & 3; }
 constexpr bool R(uint64_t r) { return (r & kRBit) != 0; }
 constexpr bool N(uint64_t r) { return (r & kNBit) != 0; }
 constexpr uint64_t Class(uint64_t r) { return (r >> kClassShift) & 63; }
-constexpr uint64_t Off64(uint64_t r) { return r & kOffMask; }
+constexpr uint64_t OffUnits(uint64_t r) { return r & kOffMask; }  // offset / kBlockUnit
 constexpr uint64_t WithoutR(uint64_t r) { return r & ~kRBit; }
 }  // namespace ref
 
@@ -138,43 +142,58 @@ constexpr uint32_t CoarseExp(uint64_t m) { return static_cast<uint32_t>(m); }
 }  // namespace meta
 
 // ---- Blocks --------------------------------------------------------------
-// A block is a class-sized, 64-byte aligned piece of a page:
+// A block is a class-sized piece of a page, 16-byte aligned (kBlockUnit).
+// A BYTES block:
 //   +0  state : st(8) | owner participant(16) | gen(40)   (CAS only)
-//   +8  cas token (user-visible version of this value)
-//   +16 hash_lo
-//   +24 hash_hi32 (low half) | user_flags (high half)
-//   +32 value_len (low 32) | key_len (16) | flags (8) | reserved (8)
-//   +40 expiry, ms of segment time (0 = none)
-//   +48 key bytes, then value bytes
+//   +8  cas token (user-visible version of this value; bit 63 clear)
+//   +16 value_len (low 32) | user_flags (high 32)
+//   +24 kx: expiry, ms of segment time (low 48; 0 = none) | key_len (13) |
+//       flags (3)
+//   +32 key bytes, then value bytes
 // A BYTES block is immutable while linked (Invariant B): readers rely on it.
+// It stores no hash: whoever needs it (recovery, the CLOCK sweep) hashes
+// the key, and readers compare the key itself once the slot's tag matched.
+// A 16-byte key with a 64-byte value takes 112 bytes.
 //
-// A COUNTER block (flag kBlockFlagCounter: what incr and throttle write)
-// holds an int64 that incr changes in place. Its value is shown as decimal
-// text, and its header differs from +16:
-//   +8  cas token it was created with (unused: the pair's token is current)
+// A COUNTER block (what incr and throttle write) holds an int64 that incr
+// changes in place. Its value is shown as decimal text:
+//   +0  state, as above
+//   +8  kCounterMark (bit 63: how a reader tells the two kinds apart)
 //   +16 the pair P, 16-byte aligned, changed only by a 16-byte CAS:
 //   +16   cas token of the current value (bit 63: sealed)
 //   +24   the value (int64)
-//   +32 user_flags (low 32, where BYTES blocks keep value_len) | key_len
-//       (16) | flags (8) | reserved (8)
+//   +32 0 (low 32: the text's length is computed) | user_flags (high 32)
+//   +40 kx, as above
 //   +48 key bytes, and nothing after them (a 16-byte key fills 64 bytes)
-// No hash is stored (whoever needs it hashes the key). Every increment takes
-// a fresh cas token, never used before, so a P read while the block was
-// linked can only be matched again by this block (a 16-byte CAS that lands
-// after the block was freed fails: the bytes there are another block's
-// header). A writer that replaces a counter block on the strength of what
-// it read (a cas-checked store or delete, touch, the copy-on-write of
+// Every increment takes a fresh cas token, never used before, so a P read
+// while the block was linked can only be matched again by this block: a
+// 16-byte CAS that lands after the block was freed fails, as the bytes there
+// are another counter's P (a fresh token) or a BYTES block's lengths and kx
+// (its expiry to the millisecond, never a user's bytes when the page kept
+// its class grid). A writer that replaces a counter block on the strength of
+// what it read (a cas-checked store or delete, touch, the copy-on-write of
 // throttle) first seals it: P's token gets bit 63, which no increment
 // expects, so the block is immutable from then on, like a BYTES block.
 // Increments that land between an unlink and the free are ordered before
 // the unlink (design-notes §4.6).
 enum BlockState : uint64_t { kFree = 0, kAlloc = 1, kLinked = 2, kKilled = 3 };
 inline constexpr uint64_t kBlockFlagNoEvict = 1;
-inline constexpr uint64_t kBlockFlagCounter = 2;
 inline constexpr uint64_t kCounterSealBit = uint64_t{1} << 63;
-// Whether the word at boff::kLens is a COUNTER block's; the cas token of
+inline constexpr uint64_t kMaxExpiry = (uint64_t{1} << 48) - 1;
+// The kx word (boff::kKx) and its fields; whether it is a COUNTER block's.
+namespace kx {
+constexpr uint64_t Make(uint64_t expiry, uint64_t klen, uint64_t flags) {
+  return expiry | (klen << 48) | (flags << 61);
+}
+constexpr uint64_t Expiry(uint64_t w) { return w & kMaxExpiry; }
+constexpr uint16_t KeyLen(uint64_t w) { return static_cast<uint16_t>((w >> 48) & 0x1fff); }
+constexpr uint8_t Flags(uint64_t w) { return static_cast<uint8_t>(w >> 61); }
+}  // namespace kx
+static_assert(kMaxKeyLenLimit < 0x2000, "key_len has 13 bits in kx");
+inline constexpr uint64_t kCounterMark = uint64_t{1} << 63;
+// Whether the word at boff::kCas is a COUNTER block's; the cas token of
 // P's token word (the seal bit off).
-constexpr bool IsCounter(uint64_t lens) { return ((lens >> 48) & kBlockFlagCounter) != 0; }
+constexpr bool IsCounter(uint64_t word8) { return (word8 & kCounterMark) != 0; }
 constexpr uint64_t CounterCas(uint64_t token) { return token & ~kCounterSealBit; }
 
 namespace bstate {
@@ -188,9 +207,10 @@ inline constexpr uint64_t kGenMask = (1ull << 40) - 1;
 }  // namespace bstate
 
 namespace boff {
-inline constexpr uint32_t kState = 0, kCas = 8, kHashLo = 16, kHashHi = 24, kLens = 32,
-                          kExpiry = 40, kKey = 48;
-inline constexpr uint32_t kPairToken = 16, kPairValue = 24;  // COUNTER blocks
+inline constexpr uint32_t kState = 0, kCas = 8, kLens = 16, kKx = 24;
+// COUNTER blocks
+inline constexpr uint32_t kPairToken = 16, kPairValue = 24, kCounterLens = 32, kCounterKx = 40;
+static_assert(kPairToken % 16 == 0 && kBlockUnit % 16 == 0, "P is 16-byte aligned");
 }  // namespace boff
 
 // ---- Page table ----------------------------------------------------------
@@ -258,7 +278,7 @@ struct alignas(kCacheLine) ParticipantRecord {
   // Intent (design-notes §6.1 R3): the block this participant is unlinking
   // and will free, so that recovery can free it if the owner dies between
   // the unlink and the free. Written before the unlinking CAS.
-  uint64_t inflight_off;  // block offset / 64, + 1 (0 = none)
+  uint64_t inflight_off;  // block offset / kBlockUnit, + 1 (0 = none)
   uint64_t inflight_gen;
   uint64_t reserved0[5];
   alignas(kCacheLine) uint64_t stats[16];  // single writer: its owner thread
@@ -282,6 +302,8 @@ constexpr uint64_t AbiFingerprint() {
   mix(sizeof(ProcRecord));
   mix(sizeof(ParticipantRecord));
   mix(kBlockHeaderSize);
+  mix(kCounterHeaderSize);
+  mix(kBlockUnit);
   mix(kLayoutVersion);
   mix(3);  // hash algorithm id: XXH3-128
   return h;

@@ -35,11 +35,11 @@ void View::Init(unsigned char* segment_base) {
     const bool run = class_size[c] > page_size;
     class_bpp[c] = run ? 1 : static_cast<uint32_t>(page_size / class_size[c]);
     class_pages[c] = run ? static_cast<uint32_t>(class_size[c] / page_size) : 1;
-    class_inv[c] = (uint64_t{1} << 40) / (class_size[c] / 64) + 1;
+    class_inv[c] = (uint64_t{1} << 40) / (class_size[c] / kBlockUnit) + 1;
   }
-  for (uint32_t lines = 0, c = 0; lines <= kClassLookupLines; ++lines) {
-    while (c < n_classes && class_size[c] < uint64_t{lines} * 64) ++c;
-    class_of_lines[lines] = c < n_classes ? static_cast<uint8_t>(c) : 0xff;
+  for (uint32_t units = 0, c = 0; units <= kClassLookupUnits; ++units) {
+    while (c < n_classes && class_size[c] < uint64_t{units} * kBlockUnit) ++c;
+    class_of_units[units] = c < n_classes ? static_cast<uint8_t>(c) : 0xff;
   }
   procs = reinterpret_cast<ProcRecord*>(base + hdr->proc_off);
   n_procs = hdr->n_procs;
@@ -91,12 +91,13 @@ struct Cands {
 uint64_t* StateWord(unsigned char* blk) { return reinterpret_cast<uint64_t*>(blk); }
 
 // Block header fields, read racily (validated by the caller). For a
-// COUNTER block (layout.h) vlen is the length of its decimal text, cas the
-// token of P without the seal bit, and there is no hash.
+// COUNTER block (layout.h) vlen is the length of its decimal text and cas
+// the token of P without the seal bit.
 struct BlockMeta {
-  uint64_t cas, hash_lo, expiry;
-  uint32_t hash_hi32, user_flags, vlen;
+  uint64_t cas, expiry;
+  uint32_t user_flags, vlen;
   uint16_t klen;
+  uint16_t key_off;  // where the key starts: kBlockHeaderSize or kCounterHeaderSize
   uint8_t flags;
   bool counter;
   uint32_t stored;  // bytes after the key: vlen, or 0 for a COUNTER block
@@ -111,10 +112,21 @@ uint32_t DecimalLen(int64_t n) {
 
 uint64_t* PairOf(unsigned char* blk) { return reinterpret_cast<uint64_t*>(blk + boff::kPairToken); }
 
+// The lengths word and kx of a block, wherever its kind keeps them.
+void ReadLensKx(uint64_t lens, uint64_t kxw, BlockMeta* m) {
+  m->vlen = static_cast<uint32_t>(lens);
+  m->user_flags = static_cast<uint32_t>(lens >> 32);
+  m->klen = kx::KeyLen(kxw);
+  m->flags = kx::Flags(kxw);
+  m->expiry = kx::Expiry(kxw);
+}
+
 // P of a counter block as one pair: its token, its value, then the token
 // again. A token is never used twice, so the same token on both sides
 // means no CAS came between the loads (which stay in order).
 [[gnu::noinline]] void ReadCounter(const unsigned char* blk, BlockMeta* m) {
+  ReadLensKx(LoadRelaxed(reinterpret_cast<const uint64_t*>(blk + boff::kCounterLens)),
+             LoadRelaxed(reinterpret_cast<const uint64_t*>(blk + boff::kCounterKx)), m);
   const auto* tok = reinterpret_cast<const uint64_t*>(blk + boff::kPairToken);
   const auto* val = reinterpret_cast<const uint64_t*>(blk + boff::kPairValue);
   uint64_t t, n;
@@ -128,11 +140,9 @@ uint64_t* PairOf(unsigned char* blk) { return reinterpret_cast<uint64_t*>(blk + 
   m->ptok = t;
   m->cas = CounterCas(t);
   m->number = static_cast<int64_t>(n);
-  m->user_flags = m->vlen;  // where a BYTES block keeps its value length
   m->vlen = DecimalLen(m->number);
   m->stored = 0;
-  m->hash_lo = 0;
-  m->hash_hi32 = 0;
+  m->key_off = kCounterHeaderSize;
 }
 
 [[gnu::always_inline]] inline BlockMeta ReadMeta(const unsigned char* blk) {
@@ -140,30 +150,32 @@ uint64_t* PairOf(unsigned char* blk) { return reinterpret_cast<uint64_t*>(blk + 
     return LoadRelaxed(reinterpret_cast<const uint64_t*>(blk + off));
   };
   BlockMeta m;
-  const uint64_t lens = word(boff::kLens);
-  m.vlen = static_cast<uint32_t>(lens);
-  m.klen = static_cast<uint16_t>(lens >> 32);
-  m.flags = static_cast<uint8_t>(lens >> 48);
-  m.expiry = word(boff::kExpiry);
-  if (__builtin_expect(IsCounter(lens), 0)) {
+  const uint64_t w8 = word(boff::kCas);
+  if (__builtin_expect(IsCounter(w8), 0)) {
     ReadCounter(blk, &m);
     return m;
   }
+  ReadLensKx(word(boff::kLens), word(boff::kKx), &m);
   m.counter = false;
   m.stored = m.vlen;
+  m.key_off = kBlockHeaderSize;
   m.ptok = 0;
   m.number = 0;
-  m.cas = word(boff::kCas);
-  m.hash_lo = word(boff::kHashLo);
-  const uint64_t hi = word(boff::kHashHi);
-  m.hash_hi32 = static_cast<uint32_t>(hi);
-  m.user_flags = static_cast<uint32_t>(hi >> 32);
+  m.cas = w8;
   return m;
 }
 
-// The hash filter: a counter block stores none (its key bytes decide).
-[[gnu::always_inline]] inline bool HashIs(const BlockMeta& m, const KeyHash& h) {
-  return m.counter || (m.hash_lo == h.lo && m.hash_hi32 == h.hi32());
+// Whether the block's key (and, for a BYTES block, its value) lies inside
+// a block of class cls: a racy read must not copy past it.
+[[gnu::always_inline]] inline bool Fits(const View& v, uint32_t cls, const BlockMeta& m) {
+  return uint64_t{m.key_off} + m.klen + m.stored <= v.class_size[cls];
+}
+
+// Whether a block's racily read key is key (its length and bytes).
+[[gnu::always_inline]] inline bool KeyEquals(const View& v, const unsigned char* blk, uint32_t cls,
+                                             const BlockMeta& m, std::string_view key) {
+  return m.klen == key.size() && Fits(v, cls, m) &&  // clamp before any copy
+         EqualRelaxed(blk, m.key_off, key.data(), key.size());
 }
 
 // The value of a block: its bytes, or a counter's decimal text (n bytes).
@@ -174,41 +186,37 @@ uint64_t* PairOf(unsigned char* blk) { return reinterpret_cast<uint64_t*>(blk + 
     std::to_chars(text, text + sizeof(text), m.number);
     std::memcpy(buf, text, m.vlen);
   } else {
-    CopyOut(buf, blk, kBlockHeaderSize + m.klen, m.vlen);
+    CopyOut(buf, blk, m.key_off + m.klen, m.vlen);
   }
 }
 
-// The hash of the key a block holds (a counter block's from its key bytes,
-// read racily: the caller validates). False if its key length is not sane.
+// The hash of the key a block holds, from its key bytes read racily (the
+// caller validates). False if its lengths are not sane.
 bool BlockKeyHash(const View& v, const unsigned char* blk, uint32_t cls, const BlockMeta& m,
                   KeyHash* h) {
-  if (!m.counter) {
-    *h = {m.hash_lo, uint64_t{m.hash_hi32} << 32};
-    return true;
-  }
-  if (m.klen < 1 || m.klen > v.max_key_len ||
-      uint64_t{kBlockHeaderSize} + m.klen > v.class_size[cls])
-    return false;
+  if (m.klen < 1 || m.klen > v.max_key_len || !Fits(v, cls, m)) return false;
   char key[kMaxKeyLenLimit];
-  CopyOut(key, blk, kBlockHeaderSize, m.klen);
+  CopyOut(key, blk, m.key_off, m.klen);
   *h = HashKey(v, key, m.klen);
   return true;
 }
 
-void WriteMeta(unsigned char* blk, const KeyHash& h, uint64_t cas, uint32_t user_flags,
-               uint32_t vlen, uint16_t klen, uint8_t flags, uint64_t expiry) {
+void WriteMeta(unsigned char* blk, uint64_t cas, uint32_t user_flags, uint32_t vlen, uint16_t klen,
+               uint8_t flags, uint64_t expiry) {
   auto put = [blk](uint32_t off, uint64_t v) {
     StoreRelaxed(reinterpret_cast<uint64_t*>(blk + off), v);
   };
   put(boff::kCas, cas);
-  put(boff::kHashLo, h.lo);
-  put(boff::kHashHi, h.hi32() | (uint64_t{user_flags} << 32));
-  put(boff::kLens, vlen | (uint64_t{klen} << 32) | (uint64_t{flags} << 48));
-  put(boff::kExpiry, expiry);
+  put(boff::kLens, vlen | (uint64_t{user_flags} << 32));
+  put(boff::kKx, kx::Make(std::min(expiry, kMaxExpiry), klen, flags));
 }
 
+// The expiry of a BYTES block not yet published (its key length and flags
+// stay).
 void SetExpiry(unsigned char* blk, uint64_t expiry) {
-  StoreRelaxed(reinterpret_cast<uint64_t*>(blk + boff::kExpiry), expiry);
+  auto* w = reinterpret_cast<uint64_t*>(blk + boff::kKx);
+  const uint64_t old = LoadRelaxed(w);
+  StoreRelaxed(w, kx::Make(std::min(expiry, kMaxExpiry), kx::KeyLen(old), kx::Flags(old)));
 }
 
 bool Expired(uint64_t expiry, uint64_t now) { return expiry != 0 && expiry <= now; }
@@ -261,14 +269,11 @@ enum class CounterText { kRender, kSkip };
   const SlotWord w = LoadSlot(s);  // acquire: pairs with the publishing slot CAS
   if (ref::State(w.ref) != kLive || ref::Tag(w.ref) != h.tag()) return Read::kMiss;
   const uint32_t cls = static_cast<uint32_t>(ref::Class(w.ref));
-  unsigned char* blk = v.BlockAt(ref::Off64(w.ref), cls);
+  unsigned char* blk = v.BlockAt(ref::OffUnits(w.ref), cls);
   if (blk == nullptr) return Read::kMiss;  // Invariant (7): corrupt slot
   const BlockMeta m = ReadMeta(blk);
   const uint64_t st = LoadRelaxed(StateWord(blk));
-  const uint64_t room = v.class_size[cls] - kBlockHeaderSize;
-  bool eq = HashIs(m, h) && m.klen == key.size() &&
-            uint64_t{m.klen} + m.stored <= room;  // clamp before any copy
-  if (eq) eq = EqualRelaxed(blk, kBlockHeaderSize, key.data(), key.size());
+  const bool eq = KeyEquals(v, blk, cls, m, key);
   bool copied = false;
   if (eq && m.vlen <= cap && (buf != nullptr || m.vlen == 0) &&
       (ct == CounterText::kRender || !m.counter)) {
@@ -315,10 +320,10 @@ bool FindLive(Ctx& c, std::string_view key, const KeyHash& h, const Cands& cs, v
 // the unlinking CAS and the free.
 bool Unlink(Ctx& c, Slot* s, const SlotWord& w, unsigned char* blk, uint32_t cls, uint64_t gen) {
   ParticipantRecord* rec = c.p->rec;
-  const uint64_t off64 = ref::Off64(w.ref);
+  const uint64_t off_units = ref::OffUnits(w.ref);
   StoreRelease(&rec->inflight_gen, gen);
   // release: the intent is visible before the unlink; recovery reads it.
-  StoreRelease(&rec->inflight_off, off64 + 1);
+  StoreRelease(&rec->inflight_off, off_units + 1);
   SHMKV_CRASHPOINT("unlink.intent");
   const bool ok = CasSlot(s, w, {0, meta::Make(meta::Version(w.meta) + 1, 0)});
   if (ok) {
@@ -365,14 +370,12 @@ int KeyIs(const View& v, Slot* s, const SlotWord& w, std::string_view key, const
           unsigned char** blk_out, uint64_t* state_out) {
   if (ref::Tag(w.ref) != h.tag()) return 0;
   const uint32_t cls = static_cast<uint32_t>(ref::Class(w.ref));
-  unsigned char* blk = v.BlockAt(ref::Off64(w.ref), cls);
+  unsigned char* blk = v.BlockAt(ref::OffUnits(w.ref), cls);
   if (blk == nullptr) return 0;
   const BlockMeta m = ReadMeta(blk);
-  // The same length rule as ReadCandidate: an entry readers cannot see must
-  // not count as present for inserts either (a corrupt block is no match).
-  bool eq = HashIs(m, h) && m.klen == key.size() &&
-            uint64_t{m.klen} + m.stored <= v.class_size[cls] - kBlockHeaderSize;
-  if (eq) eq = EqualRelaxed(blk, kBlockHeaderSize, key.data(), key.size());
+  // The same rule as ReadCandidate: an entry readers cannot see must not
+  // count as present for inserts either (a corrupt block is no match).
+  const bool eq = KeyEquals(v, blk, cls, m, key);
   *state_out = LoadAcquire(StateWord(blk));
   *blk_out = blk;
   if (!Unchanged(s, w)) return -1;
@@ -382,8 +385,8 @@ int KeyIs(const View& v, Slot* s, const SlotWord& w, std::string_view key, const
 // PENDING -> LIVE. Whoever's CAS makes the entry visible counts the item
 // (exactly once per insert, whoever finishes it).
 bool HelpPromote(Ctx& c, Slot* s, const SlotWord& w) {
-  const uint64_t r =
-      ref::Make(ref::Tag(w.ref), kLive, true, ref::N(w.ref), ref::Class(w.ref), ref::Off64(w.ref));
+  const uint64_t r = ref::Make(ref::Tag(w.ref), kLive, true, ref::N(w.ref), ref::Class(w.ref),
+                               ref::OffUnits(w.ref));
   if (!CasSlot(s, w, {r, meta::Make(meta::Version(w.meta) + 1, meta::CoarseExp(w.meta))}))
     return false;
   if (c.p != nullptr)
@@ -440,7 +443,7 @@ int ChooseVictim(Ctx& c, const Cands& cs, SlotWord* w_out) {
 bool EvictSlot(Ctx& c, Slot* s, const SlotWord& w, bool expired) {
   if (ref::State(w.ref) != kLive) return false;
   const uint32_t cls = static_cast<uint32_t>(ref::Class(w.ref));
-  unsigned char* blk = c.v.BlockAt(ref::Off64(w.ref), cls);
+  unsigned char* blk = c.v.BlockAt(ref::OffUnits(w.ref), cls);
   if (blk == nullptr) return false;
   const uint64_t st = LoadAcquire(StateWord(blk));
   if (!Unchanged(s, w) || bstate::St(st) != kLinked) return false;
@@ -453,7 +456,7 @@ Ins InsertNew(Ctx& c, std::string_view key, const KeyHash& h, const Cands& cs, u
               uint32_t cls, uint64_t* gen, bool noevict, uint64_t expiry) {
   const uint64_t me = c.p->index;
   uint64_t* my_state = StateWord(blk);
-  const uint64_t my_off = static_cast<uint64_t>(blk - c.v.base) / 64;
+  const uint64_t my_off = static_cast<uint64_t>(blk - c.v.base) / kBlockUnit;
   int mys = -1;
   SlotWord myw{};
   int tries = 0;
@@ -667,9 +670,9 @@ bool Replace(Ctx& c, const Found& f, unsigned char* blk, uint32_t cls, uint64_t 
   }
   SHMKV_CRASHPOINT("update.linked");
   StoreRelease(&rec->inflight_gen, f.gen);
-  StoreRelease(&rec->inflight_off, ref::Off64(f.w.ref) + 1);  // release: intent before unlink
-  const uint64_t off64 = static_cast<uint64_t>(blk - c.v.base) / 64;
-  const SlotWord nw{ref::Make(h.tag(), kLive, true, noevict, cls, off64),
+  StoreRelease(&rec->inflight_off, ref::OffUnits(f.w.ref) + 1);  // release: intent before unlink
+  const uint64_t off_units = static_cast<uint64_t>(blk - c.v.base) / kBlockUnit;
+  const SlotWord nw{ref::Make(h.tag(), kLive, true, noevict, cls, off_units),
                     meta::Make(meta::Version(f.w.meta) + 1, CoarseExpiry(expiry))};
   const bool ok = CasSlot(f.slot, f.w, nw);
   if (ok) {
@@ -689,16 +692,16 @@ struct NewBlock {
   uint64_t gen = 0;
 };
 
-int MakeBlock(Ctx& c, std::string_view key, const KeyHash& h, std::string_view val,
-              uint32_t user_flags, bool noevict, uint64_t expiry, NewBlock* nb, uint64_t* cas) {
-  const int cls = ClassFor(c.v, kBlockHeaderSize + key.size() + val.size());
+int MakeBlock(Ctx& c, std::string_view key, std::string_view val, uint32_t user_flags, bool noevict,
+              uint64_t expiry, NewBlock* nb, uint64_t* cas) {
+  const int cls = ClassFor(c.v, uint64_t{kBlockHeaderSize} + key.size() + val.size());
   if (cls < 0) return Fail(SHMKV_EVALTOOBIG, "value does not fit the largest size class");
   int rc = 0;
   nb->blk = Alloc(c, static_cast<uint32_t>(cls), &nb->gen, &rc);
   if (nb->blk == nullptr) return rc;
   nb->cls = static_cast<uint32_t>(cls);
   *cas = NextCas(c);
-  WriteMeta(nb->blk, h, *cas, user_flags, static_cast<uint32_t>(val.size()),
+  WriteMeta(nb->blk, *cas, user_flags, static_cast<uint32_t>(val.size()),
             static_cast<uint16_t>(key.size()), noevict ? kBlockFlagNoEvict : 0, expiry);
   CopyIn(nb->blk, kBlockHeaderSize, key.data(), key.size());
   CopyIn(nb->blk, kBlockHeaderSize + key.size(), val.data(), val.size());
@@ -708,7 +711,7 @@ int MakeBlock(Ctx& c, std::string_view key, const KeyHash& h, std::string_view v
 // A COUNTER block holding number (layout.h): P = {cas, number}.
 int MakeCounterBlock(Ctx& c, std::string_view key, int64_t number, uint32_t user_flags,
                      bool noevict, uint64_t expiry, NewBlock* nb, uint64_t* cas) {
-  const int cls = ClassFor(c.v, kBlockHeaderSize + key.size());
+  const int cls = ClassFor(c.v, uint64_t{kCounterHeaderSize} + key.size());
   if (cls < 0) return Fail(SHMKV_EVALTOOBIG, "counter does not fit the largest size class");
   int rc = 0;
   nb->blk = Alloc(c, static_cast<uint32_t>(cls), &nb->gen, &rc);
@@ -718,13 +721,13 @@ int MakeCounterBlock(Ctx& c, std::string_view key, int64_t number, uint32_t user
   auto put = [nb](uint32_t off, uint64_t v) {
     StoreRelaxed(reinterpret_cast<uint64_t*>(nb->blk + off), v);
   };
-  const uint64_t flags = kBlockFlagCounter | (noevict ? kBlockFlagNoEvict : 0);
-  put(boff::kCas, *cas);
+  const uint64_t flags = noevict ? kBlockFlagNoEvict : 0;
+  put(boff::kCas, kCounterMark);
   put(boff::kPairToken, *cas);
   put(boff::kPairValue, static_cast<uint64_t>(number));
-  put(boff::kLens, user_flags | (uint64_t{key.size()} << 32) | (flags << 48));
-  put(boff::kExpiry, expiry);
-  CopyIn(nb->blk, kBlockHeaderSize, key.data(), key.size());
+  put(boff::kCounterLens, uint64_t{user_flags} << 32);
+  put(boff::kCounterKx, kx::Make(std::min(expiry, kMaxExpiry), key.size(), flags));
+  CopyIn(nb->blk, kCounterHeaderSize, key.data(), key.size());
   return 0;
 }
 
@@ -826,7 +829,8 @@ void OpMGet(Ctx& c, size_t n, const std::string_view* keys, void* const* bufs,
         // relaxed: only a prefetch hint; GetHashed reads the slot properly.
         const uint64_t r = LoadRelaxed(&s->ref);
         if (ref::State(r) != kLive || ref::Tag(r) != h[i].tag()) continue;
-        const unsigned char* blk = c.v.BlockAt(ref::Off64(r), static_cast<uint32_t>(ref::Class(r)));
+        const unsigned char* blk =
+            c.v.BlockAt(ref::OffUnits(r), static_cast<uint32_t>(ref::Class(r)));
         if (blk != nullptr) {
           __builtin_prefetch(blk);
           __builtin_prefetch(blk + 64);
@@ -877,7 +881,7 @@ int OpStore(Ctx& c, std::string_view key, std::string_view val, const shmkv_writ
   uint64_t expiry = (!keepttl && o.ttl_ms) ? c.now + o.ttl_ms : 0;
   NewBlock nb;
   uint64_t cas = 0;
-  if (int rc = MakeBlock(c, key, h, val, o.user_flags, noevict, expiry, &nb, &cas)) return rc;
+  if (int rc = MakeBlock(c, key, val, o.user_flags, noevict, expiry, &nb, &cas)) return rc;
   for (int attempt = 0;; ++attempt) {
     if (attempt == kCorruptRetries) {
       Discard(c, nb);
@@ -1142,10 +1146,9 @@ int OpTouch(Ctx& c, std::string_view key, uint64_t ttl_ms) {
     NewBlock nb;
     uint64_t cas;
     // A counter stays one (with the value it is sealed with).
-    if (int rc =
-            f.m.counter
-                ? MakeCounterBlock(c, key, f.m.number, f.m.user_flags, noevict, expiry, &nb, &cas)
-                : MakeBlock(c, key, h, val, f.m.user_flags, noevict, expiry, &nb, &cas))
+    if (int rc = f.m.counter ? MakeCounterBlock(c, key, f.m.number, f.m.user_flags, noevict, expiry,
+                                                &nb, &cas)
+                             : MakeBlock(c, key, val, f.m.user_flags, noevict, expiry, &nb, &cas))
       return rc;
     // The copy is exact iff the slot is unchanged (and a counter was sealed
     // unchanged), which the swap checks.
@@ -1175,7 +1178,7 @@ int OpClear(Ctx& c) {
       const SlotWord w = LoadSlot(s);
       if (ref::State(w.ref) != kLive) break;  // PENDING inserts land after the clear
       const uint32_t cls = static_cast<uint32_t>(ref::Class(w.ref));
-      unsigned char* blk = c.v.BlockAt(ref::Off64(w.ref), cls);
+      unsigned char* blk = c.v.BlockAt(ref::OffUnits(w.ref), cls);
       if (blk == nullptr) break;
       const uint64_t st = LoadAcquire(StateWord(blk));
       if (!Unchanged(s, w)) continue;
@@ -1202,12 +1205,11 @@ int OpScan(Ctx& c, uint64_t* cursor, std::string_view prefix, size_t limit, shmk
       const SlotWord w = LoadSlot(s);
       if (ref::State(w.ref) != kLive) break;
       const uint32_t cls = static_cast<uint32_t>(ref::Class(w.ref));
-      unsigned char* blk = c.v.BlockAt(ref::Off64(w.ref), cls);
+      unsigned char* blk = c.v.BlockAt(ref::OffUnits(w.ref), cls);
       if (blk == nullptr) break;
       const BlockMeta m = ReadMeta(blk);
-      const bool sane = m.klen >= 1 && m.klen <= c.v.max_key_len &&
-                        uint64_t{m.klen} + m.stored <= c.v.class_size[cls] - kBlockHeaderSize;
-      if (sane) CopyOut(key.data(), blk, kBlockHeaderSize, m.klen);
+      const bool sane = m.klen >= 1 && m.klen <= c.v.max_key_len && Fits(c.v, cls, m);
+      if (sane) CopyOut(key.data(), blk, m.key_off, m.klen);
       if (!Unchanged(s, w)) continue;
       if (!sane || Expired(m.expiry, c.now)) break;
       if (prefix.size() > m.klen ||
@@ -1274,11 +1276,12 @@ uint64_t EvictClass(Ctx& c, uint32_t cls, uint64_t want, uint64_t* last_page) {
       KeyHash h;
       if (!BlockKeyHash(v, blk, cls, m, &h) || LoadAcquire(StateWord(blk)) != st) continue;
       const Cands cs = CandidatesOf(v, h);
-      const uint64_t off64 = static_cast<uint64_t>(blk - v.base) / 64;
+      const uint64_t off_units = static_cast<uint64_t>(blk - v.base) / kBlockUnit;
       for (int i = 0; i < 8; ++i) {
         Slot* s = cs.s(i);
         const SlotWord w = LoadSlot(s);
-        if (ref::State(w.ref) != kLive || ref::Off64(w.ref) != off64 || ref::Class(w.ref) != cls)
+        if (ref::State(w.ref) != kLive || ref::OffUnits(w.ref) != off_units ||
+            ref::Class(w.ref) != cls)
           continue;
         // The slot must still link this incarnation of the block: re-read the
         // state, then re-check the slot (else a relinked block of a newer
@@ -1317,11 +1320,11 @@ bool FindLiveReference(const View& v, unsigned char* blk, uint32_t cls, uint64_t
   KeyHash h;
   if (!BlockKeyHash(v, blk, cls, m, &h) || LoadAcquire(StateWord(blk)) != st) return false;
   const Cands cs = CandidatesOf(v, h);
-  const uint64_t off64 = static_cast<uint64_t>(blk - v.base) / 64;
+  const uint64_t off_units = static_cast<uint64_t>(blk - v.base) / kBlockUnit;
   for (int i = 0; i < 8; ++i) {
     Slot* s = cs.s(i);
     const SlotWord x = LoadSlot(s);
-    if (ref::State(x.ref) != kLive || ref::Off64(x.ref) != off64) continue;
+    if (ref::State(x.ref) != kLive || ref::OffUnits(x.ref) != off_units) continue;
     if (ref::Class(x.ref) != cls) return false;  // another grid's block at this address
     if (LoadAcquire(StateWord(blk)) != st || !Unchanged(s, x)) return false;
     *slot = s;
@@ -1345,14 +1348,14 @@ bool FindReference(const View& v, unsigned char* blk, uint32_t cls, uint64_t st,
   if (LoadAcquire(StateWord(blk)) != st) return true;  // changed: someone is acting on it
   if (!sane) return false;
   const Cands cs = CandidatesOf(v, h);
-  const uint64_t off64 = static_cast<uint64_t>(blk - v.base) / 64;
+  const uint64_t off_units = static_cast<uint64_t>(blk - v.base) / kBlockUnit;
   for (int i = 0; i < 8; ++i) {
     Slot* s = cs.s(i);
     const SlotWord x = LoadSlot(s);
     const uint64_t state = ref::State(x.ref);
     // The class too, as FindLiveReference: a slot of another grid's block
     // at this address does not reference this block.
-    if ((state == kLive || state == kPending) && ref::Off64(x.ref) == off64 &&
+    if ((state == kLive || state == kPending) && ref::OffUnits(x.ref) == off_units &&
         ref::Class(x.ref) == cls && ref::Tag(x.ref) == h.tag()) {
       *slot = s;
       *w = x;
@@ -1399,7 +1402,7 @@ void RecoverParticipants(Ctx& c, const std::vector<bool>& dead) {
     const uint64_t off1 = LoadAcquire(&rec->inflight_off);
     if (off1 == 0) continue;
     const uint64_t gen = LoadAcquire(&rec->inflight_gen);
-    const uint64_t off = (off1 - 1) * 64;
+    const uint64_t off = (off1 - 1) * kBlockUnit;
     if (off < v.data_off || off >= v.data_off + (v.n_pages << v.page_shift)) continue;
     unsigned char* blk = v.base + off;
     const uint64_t page = v.PageOf(blk);
@@ -1518,7 +1521,7 @@ int ProbeLiveCopies(const View& v, std::string_view key, std::string* why) {
       if (k != 1) continue;
       ++live;
       const BlockMeta m = ReadMeta(b);
-      d += "pos " + std::to_string(i) + " off64 " + std::to_string(ref::Off64(w1[i].ref)) +
+      d += "pos " + std::to_string(i) + " off_units " + std::to_string(ref::OffUnits(w1[i].ref)) +
            " ver " + std::to_string(meta::Version(w1[i].meta)) + " state " +
            std::to_string(bstate::St(bs)) + " owner " + std::to_string(bstate::Owner(bs)) +
            " gen " + std::to_string(bstate::Gen(bs)) + " cas " + std::to_string(m.cas) +

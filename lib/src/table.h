@@ -150,11 +150,11 @@ struct View {
   uint32_t class_size[kMaxClasses] = {};
   uint32_t class_bpp[kMaxClasses] = {};    // blocks per page (1 for runs)
   uint32_t class_pages[kMaxClasses] = {};  // pages per block run (1: not a run)
-  uint64_t class_inv[kMaxClasses] = {};    // 2^40 / (class size in 64-byte lines) + 1
-  // ClassFor's answer for block sizes up to kClassLookupLines * 64 bytes,
-  // by size in 64-byte lines (class sizes are multiples of 64); 0xff: none.
-  static constexpr uint32_t kClassLookupLines = 1024;
-  uint8_t class_of_lines[kClassLookupLines + 1] = {};
+  uint64_t class_inv[kMaxClasses] = {};    // 2^40 / (class size in kBlockUnit units) + 1
+  // ClassFor's answer for block sizes up to kClassLookupUnits * kBlockUnit
+  // bytes, by size in units (class sizes are multiples of it); 0xff: none.
+  static constexpr uint32_t kClassLookupUnits = 4096;
+  uint8_t class_of_units[kClassLookupUnits + 1] = {};
   ProcRecord* procs = nullptr;
   uint64_t n_procs = 0;
   ParticipantRecord* parts = nullptr;
@@ -165,25 +165,30 @@ struct View {
 
   void Init(unsigned char* segment_base);
 
-  // Block at a 64-byte offset from the segment base, or nullptr if the
-  // offset is not the start of a block of class cls inside the data area
-  // (Invariant 7).
-  unsigned char* BlockAt(uint64_t off64, uint64_t cls) const {
+  // Block at an offset in kBlockUnit units from the segment base, or
+  // nullptr if the offset is not the start of a block of class cls inside
+  // the data area (Invariant 7).
+  unsigned char* BlockAt(uint64_t off_units, uint64_t cls) const {
     if (cls >= n_classes) return nullptr;
-    const uint64_t off = off64 * 64;
+    const uint64_t off = off_units * kBlockUnit;
     if (off < data_off) return nullptr;
     const uint64_t rel = off - data_off;
     const uint64_t page = rel >> page_shift;
     if (page >= n_pages) return nullptr;
-    // in_page / class size without a division: fixed point with 40
-    // fractional bits, exact for line < 2^18 (page_shift <= 24) and any
-    // class of up to 2^22 lines (checked exhaustively): the quotient is
-    // p >> 40, and the remainder is 0 iff p's fraction is below the factor.
-    const uint64_t line = (rel & (page_size - 1)) >> 6;
-    const uint64_t p = line * class_inv[cls];
+    const uint64_t unit = (rel & (page_size - 1)) / kBlockUnit;
+    if (class_pages[cls] > 1) {  // a run: one block, at the start of its head page
+      if (unit != 0 || page + class_pages[cls] > n_pages) return nullptr;
+      return base + off;
+    }
+    // unit / class size without a division: fixed point with 40 fractional
+    // bits, exact for unit < 2^20 (page_shift <= 24) and any class of up to
+    // a page (2^20 units: unit x (class_inv x d - 2^40) < 2^40; every unit
+    // of every class of the page sizes a segment is created with is checked
+    // by block_layout_test): the quotient is p >> 40, and the remainder is 0
+    // iff p's fraction is below the factor.
+    const uint64_t p = unit * class_inv[cls];
     if ((p & ((uint64_t{1} << 40) - 1)) >= class_inv[cls] || (p >> 40) >= class_bpp[cls])
       return nullptr;
-    if (page + class_pages[cls] > n_pages) return nullptr;  // a run must end inside the data
     return base + off;
   }
   uint64_t PageOf(const unsigned char* block) const {

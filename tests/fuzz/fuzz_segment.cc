@@ -126,13 +126,13 @@ void CollectGeometry(const Header& h) {
     std::memcpy(&s, g->snapshot.data() + off, sizeof(s));
     if (ref::State(s.ref) == kEmpty) continue;
     g->live_slots.push_back(off);
-    g->live_blocks.push_back(ref::Off64(s.ref) * 64);
+    g->live_blocks.push_back(ref::OffUnits(s.ref) * kBlockUnit);
     g->interesting.push_back(s.ref);
     g->interesting.push_back(s.meta);
-    g->interesting.push_back(ref::Off64(s.ref));
-    g->interesting.push_back(ref::Off64(s.ref) + 1);
-    g->interesting.push_back(ref::Off64(s.ref) + page / 64);
-    const uint64_t blk = ref::Off64(s.ref) * 64;
+    g->interesting.push_back(ref::OffUnits(s.ref));
+    g->interesting.push_back(ref::OffUnits(s.ref) + 1);
+    g->interesting.push_back(ref::OffUnits(s.ref) + page / kBlockUnit);
+    const uint64_t blk = ref::OffUnits(s.ref) * kBlockUnit;
     if (blk + 48 <= size) {
       uint64_t w[6];
       std::memcpy(w, g->snapshot.data() + blk, sizeof(w));
@@ -153,16 +153,17 @@ void CollectGeometry(const Header& h) {
     g->interesting.push_back(h.class_size[c]);
     g->interesting.push_back(h.class_size[c] - kBlockHeaderSize);
     g->interesting.push_back(h.class_size[c] - kBlockHeaderSize + 1);
+    g->interesting.push_back(h.class_size[c] - kCounterHeaderSize);
   }
   const uint64_t geometry[] = {size,
-                               size / 64,
+                               size / kBlockUnit,
                                size - 1,
                                size + 64,
                                h.data_off,
-                               h.data_off / 64,
-                               h.data_off / 64 - 1,
-                               (h.data_off + h.n_pages * page) / 64,
-                               (h.data_off + h.n_pages * page) / 64 - 1,
+                               h.data_off / kBlockUnit,
+                               h.data_off / kBlockUnit - 1,
+                               (h.data_off + h.n_pages * page) / kBlockUnit,
+                               (h.data_off + h.n_pages * page) / kBlockUnit - 1,
                                page,
                                page - kBlockHeaderSize,
                                h.n_pages,

@@ -142,12 +142,17 @@ TEST_F(CheckTest, LeakedBlockIsReportedOffline) {
 }
 
 TEST_F(CheckTest, CorruptedLengthsAndStatesNeverCrash) {
-  // Scribble over every block header of the first used page.
+  // Scribble over every block header of the first used page (the words
+  // after the state: the cas or counter mark, the lengths, kx, and what a
+  // counter keeps further on).
   const internal::View& v = kv_->v;
   for (uint64_t p = 0; p < v.n_pages; ++p) {
-    if (internal::pword::Cls1(v.ptab[p]) == 0) continue;
+    const uint64_t cls1 = internal::pword::Cls1(v.ptab[p]);
+    if (cls1 == 0) continue;
     unsigned char* page = v.data + (p << v.page_shift);
-    for (uint64_t off = 0; off + 64 <= (1u << 16); off += 64) std::memset(page + off + 8, 0xff, 40);
+    const uint64_t size = v.class_size[cls1 - 1];
+    for (uint64_t off = 0; off + size <= v.page_size; off += size)
+      std::memset(page + off + 8, 0xff, 40);
     break;
   }
   const shmkv_check_report_t r = Check(kv_, SHMKV_CHECK_OFFLINE);

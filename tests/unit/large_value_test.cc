@@ -335,7 +335,7 @@ TEST_F(LargeValuesTest, PagesTradedBetweenLargeAndSmallBothWays) {
   ASSERT_GT(Stats().evictions, 0u) << "32 MiB of values never evicted in an 8 MiB segment";
 
   // Phase 2: small values only, until the present ones take more than half
-  // the segment (counted as key + value + 48-byte block header, a lower
+  // the segment (counted as key + value + 32-byte block header, a lower
   // bound of what they occupy).
   std::mt19937_64 rng(777);
   std::vector<std::pair<std::string, size_t>> alive;  // not yet seen evicted
@@ -357,7 +357,7 @@ TEST_F(LargeValuesTest, PagesTradedBetweenLargeAndSmallBothWays) {
     std::vector<std::pair<std::string, size_t>> still;
     for (auto& [k, len] : alive) {
       if (!Present(k)) continue;  // never rewritten: gone for good
-      small_bytes += k.size() + len + 48;
+      small_bytes += k.size() + len + 32;
       still.emplace_back(std::move(k), len);
     }
     alive.swap(still);
