@@ -1353,8 +1353,10 @@ bool FindLiveReference(const View& v, unsigned char* blk, uint32_t cls, uint64_t
 
 namespace {
 
-// Finds the slot that references blk (PENDING or LIVE), if any. A counter
-// block whose key length is not sane was never published: no slot.
+// Finds the slot that references blk (PENDING or LIVE), if any. A block
+// whose lengths are not sane was never published (its owner died while it
+// wrote the header; a slot is claimed only for a block written whole): no
+// slot.
 bool FindReference(const View& v, unsigned char* blk, uint32_t cls, uint64_t st, Slot** slot,
                    SlotWord* w) {
   const BlockMeta m = ReadMeta(blk);
