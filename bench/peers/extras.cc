@@ -395,7 +395,7 @@ std::vector<CallgrindResult> MeasureCallgrind(const Options& opt,
     messages->push_back("callgrind: the baseline run failed: " + why);
     return out;
   }
-  for (const char* op : {"get_hit", "get_miss", "set_update", "incr", "delete_set"}) {
+  for (const char* op : {"get_hit", "get_miss", "mget16", "set_update", "incr", "delete_set"}) {
     const uint64_t ir = CallgrindIr(self, dir, op, opt.callgrind_ops, keys, &why);
     CallgrindResult r;
     r.op = op;
@@ -451,12 +451,31 @@ int CallgrindChild(const Options& opt) {
   uint64_t bad = 0;
   int first_bad = 0;
   const std::string& op = opt.callgrind_op;
+  // mget16: shmkv_mget of the next 16 keys of the order every 16th op (an
+  // op is a key).
+  constexpr size_t kGroup = 16;
+  const void* mkeys[kGroup];
+  size_t mkey_lens[kGroup], mbuf_lens[kGroup], mval_lens[kGroup];
+  void* mbufs[kGroup];
+  int mrcs[kGroup];
+  std::vector<char> mbuf(kGroup * sizeof(buf));
+  for (size_t g = 0; g < kGroup; ++g) {
+    mkey_lens[g] = kKeyLen;
+    mbufs[g] = &mbuf[g * sizeof(buf)];
+    mbuf_lens[g] = sizeof(buf);
+  }
   for (uint64_t i = 0; i < opt.callgrind_ops; ++i) {
     const uint64_t j = order[i & 0xffff];
     const char* key = &k[j * kKeyLen];
     int rc = 0;
     if (op == "get_hit") {
       rc = shmkv_get(kv, key, kKeyLen, buf, sizeof(buf), &len, nullptr);
+    } else if (op == "mget16") {
+      if (i % kGroup != kGroup - 1) continue;
+      for (size_t g = 0; g < kGroup; ++g)
+        mkeys[g] = &k[order[(i + 1 - kGroup + g) & 0xffff] * kKeyLen];
+      rc = shmkv_mget(kv, kGroup, mkeys, mkey_lens, mbufs, mbuf_lens, mval_lens, mrcs, nullptr);
+      for (size_t g = 0; g < kGroup && rc == 0; ++g) rc = mrcs[g];
     } else if (op == "get_miss") {
       rc = shmkv_get(kv, &miss[j * kKeyLen], kKeyLen, buf, sizeof(buf), &len, nullptr);
       rc = rc == SHMKV_ENOTFOUND ? 0 : rc == 0 ? SHMKV_EEXIST : rc;  // a hit is wrong here

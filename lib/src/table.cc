@@ -309,17 +309,23 @@ enum class CounterText { kRender, kSkip };
 
 // Finds the LIVE entry of key (expired ones included), copying its value
 // into buf when it fits.
+// The state and tag bits of a ref word, and what they are in a LIVE slot
+// that may hold the key of h: one AND and one compare filter a candidate.
+inline constexpr uint64_t kLiveTagMask =
+    (uint64_t{0xffff} << ref::kTagShift) | (uint64_t{3} << ref::kStateShift);
+inline uint64_t LiveTagOf(const KeyHash& h) {
+  return (h.tag() << ref::kTagShift) | (uint64_t{kLive} << ref::kStateShift);
+}
+
 // One load of each candidate's ref word first filters on state and tag, so
 // that only a slot that may hold the key is read in full (a 16-bit tag:
 // about one candidate in 8 000 passes the filter without holding the key).
 bool FindLive(Ctx& c, std::string_view key, const KeyHash& h, const Cands& cs, void* buf,
               size_t cap, Found* f, CounterText ct = CounterText::kRender) {
-  constexpr uint64_t kMask =
-      (uint64_t{0xffff} << ref::kTagShift) | (uint64_t{3} << ref::kStateShift);
-  const uint64_t want = (h.tag() << ref::kTagShift) | (uint64_t{kLive} << ref::kStateShift);
+  const uint64_t want = LiveTagOf(h);
   for (int i = 0; i < 8; ++i) {
     Slot* s = cs.s(i);
-    if ((LoadAcquire(&s->ref) & kMask) != want) continue;
+    if ((LoadAcquire(&s->ref) & kLiveTagMask) != want) continue;
     for (;;) {
       const Read r = ReadCandidate(c.v, s, key, h, buf, cap, f, ct);
       if (r == Read::kHit) return true;
@@ -820,11 +826,11 @@ int GetHashed(Ctx& c, std::string_view key, const KeyHash& h, const Cands& cs, v
 
 // design-notes §4.2: a batch goes in groups; each group first hashes every
 // key and prefetches its bucket pair, then looks at the ref words of those
-// buckets (now arriving together) and prefetches the block of every slot
-// whose tag matches, and only then reads and validates each key as OpGet
-// does. The misses of a group overlap instead of queueing one key after
-// the other. The prefetches are hints: correctness is GetHashed's. An
-// empty key (one the caller found invalid) is skipped, rcs[i] untouched.
+// buckets (now arriving together) and prefetches the block of the first
+// LIVE slot whose tag matches (the key's, but for a tag collision), and only
+// then reads and validates each key as OpGet does. The misses of a group overlap instead of
+// queueing one key after the other. The prefetches are hints: correctness is GetHashed's. An empty
+// key (one the caller found invalid) is skipped, rcs[i] untouched.
 void OpMGet(Ctx& c, size_t n, const std::string_view* keys, void* const* bufs,
             const size_t* buf_lens, size_t* val_lens, int* rcs, shmkv_item_info_t* infos) {
   constexpr size_t kGroup = 16;
@@ -839,17 +845,18 @@ void OpMGet(Ctx& c, size_t n, const std::string_view* keys, void* const* bufs,
     }
     for (size_t i = 0; i < m; ++i) {
       if (keys[base + i].empty()) continue;
+      const uint64_t want = LiveTagOf(h[i]);
       for (int j = 0; j < 8; ++j) {
-        Slot* s = cs[i].s(j);
         // relaxed: only a prefetch hint; GetHashed reads the slot properly.
-        const uint64_t r = LoadRelaxed(&s->ref);
-        if (ref::State(r) != kLive || ref::Tag(r) != h[i].tag()) continue;
+        const uint64_t r = LoadRelaxed(&cs[i].s(j)->ref);
+        if ((r & kLiveTagMask) != want) continue;
         const unsigned char* blk =
             c.v.BlockAt(ref::OffUnits(r), static_cast<uint32_t>(ref::Class(r)));
         if (blk != nullptr) {
           __builtin_prefetch(blk);
           PrefetchBlock(blk, c.v.class_size[ref::Class(r)]);
         }
+        break;  // the key's slot, but for a tag collision (1 in 65 536 a slot)
       }
     }
     for (size_t i = 0; i < m; ++i) {
