@@ -366,11 +366,8 @@ void ForSampledCas(const View& v, uint64_t page, uint32_t cls, F&& f) {
     const uint64_t st = LoadAcquire(StateOf(blk));
     if (bstate::St(st) != kLinked) continue;
     // A counter's latest write is its pair's token (layout.h).
-    const uint64_t w8 = LoadRelaxed(reinterpret_cast<const uint64_t*>(blk + boff::kCas));
-    const uint64_t cas =
-        IsCounter(w8)
-            ? CounterCas(LoadRelaxed(reinterpret_cast<const uint64_t*>(blk + boff::kPairToken)))
-            : w8;
+    const uint64_t w8 = WordAt(blk, boff::kCas);
+    const uint64_t cas = IsCounter(w8) ? CounterCas(WordAt(blk, boff::kPairToken)) : w8;
     if (LoadAcquire(StateOf(blk)) == st) f(cas);
   }
 }

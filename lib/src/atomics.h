@@ -112,12 +112,16 @@ inline void ClaimFence() {
 #endif
 }
 
-// Racy copies of block bytes: relaxed 8-byte atomic loads of the aligned
-// words covering [from, from + len). Blocks are 16-byte multiples inside a
-// mapped page, so the covering words are in bounds. Results are only used
-// after the slot version is re-checked.
+// A block's 8-byte word at offset w, read or written relaxed: header fields
+// and racy copies. Racy copies of block bytes load the aligned words
+// covering [from, from + len). Blocks are 16-byte multiples inside a mapped
+// page, so the covering words are in bounds. Results are only used after
+// the slot version is re-checked.
 inline uint64_t WordAt(const unsigned char* block, size_t w) {
   return LoadRelaxed(reinterpret_cast<const uint64_t*>(block + w));
+}
+inline void StoreWordAt(unsigned char* block, size_t w, uint64_t v) {
+  StoreRelaxed(reinterpret_cast<uint64_t*>(block + w), v);
 }
 
 // A word of the caller's buffer, which may be unaligned and alias anything.

@@ -85,14 +85,11 @@ struct Checker {
     const uint64_t page = v.PageOf(blk);
     const uint64_t pw = LoadAcquire(&v.ptab[page]);
     const uint64_t bs = LoadAcquire(reinterpret_cast<const uint64_t*>(blk));
-    auto word = [blk](uint32_t off) {
-      return LoadRelaxed(reinterpret_cast<const uint64_t*>(blk + off));
-    };
     // A COUNTER block keeps its lengths and kx further on, and nothing
     // after its key (layout.h).
-    const bool counter = IsCounter(word(boff::kCas));
-    const uint64_t lens = word(counter ? boff::kCounterLens : boff::kLens);
-    const uint16_t klen = kx::KeyLen(word(counter ? boff::kCounterKx : boff::kKx));
+    const bool counter = IsCounter(WordAt(blk, boff::kCas));
+    const uint64_t lens = WordAt(blk, counter ? boff::kCounterLens : boff::kLens);
+    const uint16_t klen = kx::KeyLen(WordAt(blk, counter ? boff::kCounterKx : boff::kKx));
     const uint32_t vlen = counter ? 0 : static_cast<uint32_t>(lens);
     const uint32_t key_off = counter ? kCounterHeaderSize : kBlockHeaderSize;
     std::string key;

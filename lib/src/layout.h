@@ -180,10 +180,11 @@ enum BlockState : uint64_t { kFree = 0, kAlloc = 1, kLinked = 2, kKilled = 3 };
 inline constexpr uint64_t kBlockFlagNoEvict = 1;
 inline constexpr uint64_t kCounterSealBit = uint64_t{1} << 63;
 inline constexpr uint64_t kMaxExpiry = (uint64_t{1} << 48) - 1;
-// The kx word (boff::kKx) and its fields; whether it is a COUNTER block's.
+// The kx word (boff::kKx) and its fields (an expiry past kMaxExpiry, some
+// 8 900 years of segment time, is kept as kMaxExpiry).
 namespace kx {
 constexpr uint64_t Make(uint64_t expiry, uint64_t klen, uint64_t flags) {
-  return expiry | (klen << 48) | (flags << 61);
+  return (expiry < kMaxExpiry ? expiry : kMaxExpiry) | (klen << 48) | (flags << 61);
 }
 constexpr uint64_t Expiry(uint64_t w) { return w & kMaxExpiry; }
 constexpr uint16_t KeyLen(uint64_t w) { return static_cast<uint16_t>((w >> 48) & 0x1fff); }

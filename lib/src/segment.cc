@@ -45,7 +45,7 @@ std::string Str(uint64_t v) { return std::to_string(v); }
 uint32_t BuildClasses(uint64_t page, uint64_t max_block, uint32_t* sizes) {
   uint32_t n = 0;
   // Small blocks in steps of 16, 32, then 64 bytes: a 16-byte key with a
-  // 64-byte value takes 112 (no byte wasted), 64 bytes 128.
+  // 64-byte value and the 32-byte header fill a class of 112 exactly.
   for (uint64_t s = 64; s <= 512 && s <= page; s += s < 128 ? 16 : s < 256 ? 32 : 64)
     sizes[n++] = static_cast<uint32_t>(s);
   // Then 4 classes a doubling (at most 25 % lost), 3 from 64 KiB (33 %):

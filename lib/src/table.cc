@@ -125,8 +125,7 @@ void ReadLensKx(uint64_t lens, uint64_t kxw, BlockMeta* m) {
 // again. A token is never used twice, so the same token on both sides
 // means no CAS came between the loads (which stay in order).
 [[gnu::noinline]] void ReadCounter(const unsigned char* blk, BlockMeta* m) {
-  ReadLensKx(LoadRelaxed(reinterpret_cast<const uint64_t*>(blk + boff::kCounterLens)),
-             LoadRelaxed(reinterpret_cast<const uint64_t*>(blk + boff::kCounterKx)), m);
+  ReadLensKx(WordAt(blk, boff::kCounterLens), WordAt(blk, boff::kCounterKx), m);
   const auto* tok = reinterpret_cast<const uint64_t*>(blk + boff::kPairToken);
   const auto* val = reinterpret_cast<const uint64_t*>(blk + boff::kPairValue);
   uint64_t t, n;
@@ -146,16 +145,13 @@ void ReadLensKx(uint64_t lens, uint64_t kxw, BlockMeta* m) {
 }
 
 [[gnu::always_inline]] inline BlockMeta ReadMeta(const unsigned char* blk) {
-  auto word = [blk](uint32_t off) {
-    return LoadRelaxed(reinterpret_cast<const uint64_t*>(blk + off));
-  };
   BlockMeta m;
-  const uint64_t w8 = word(boff::kCas);
+  const uint64_t w8 = WordAt(blk, boff::kCas);
   if (__builtin_expect(IsCounter(w8), 0)) {
     ReadCounter(blk, &m);
     return m;
   }
-  ReadLensKx(word(boff::kLens), word(boff::kKx), &m);
+  ReadLensKx(WordAt(blk, boff::kLens), WordAt(blk, boff::kKx), &m);
   m.counter = false;
   m.stored = m.vlen;
   m.key_off = kBlockHeaderSize;
@@ -185,6 +181,12 @@ void ReadLensKx(uint64_t lens, uint64_t kxw, BlockMeta* m) {
   return uint64_t{m.key_off} + m.klen + m.stored <= v.class_size[cls];
 }
 
+// Whether a block's key length is one a key can have, and its key (and
+// value) lie inside the block: its key bytes may be copied out.
+[[gnu::always_inline]] inline bool SaneKey(const View& v, uint32_t cls, const BlockMeta& m) {
+  return m.klen >= 1 && m.klen <= v.max_key_len && Fits(v, cls, m);
+}
+
 // Whether a block's racily read key is key (its length and bytes).
 [[gnu::always_inline]] inline bool KeyEquals(const View& v, const unsigned char* blk, uint32_t cls,
                                              const BlockMeta& m, std::string_view key) {
@@ -208,7 +210,7 @@ void ReadLensKx(uint64_t lens, uint64_t kxw, BlockMeta* m) {
 // caller validates). False if its lengths are not sane.
 bool BlockKeyHash(const View& v, const unsigned char* blk, uint32_t cls, const BlockMeta& m,
                   KeyHash* h) {
-  if (m.klen < 1 || m.klen > v.max_key_len || !Fits(v, cls, m)) return false;
+  if (!SaneKey(v, cls, m)) return false;
   char key[kMaxKeyLenLimit];
   CopyOut(key, blk, m.key_off, m.klen);
   *h = HashKey(v, key, m.klen);
@@ -217,20 +219,16 @@ bool BlockKeyHash(const View& v, const unsigned char* blk, uint32_t cls, const B
 
 void WriteMeta(unsigned char* blk, uint64_t cas, uint32_t user_flags, uint32_t vlen, uint16_t klen,
                uint8_t flags, uint64_t expiry) {
-  auto put = [blk](uint32_t off, uint64_t v) {
-    StoreRelaxed(reinterpret_cast<uint64_t*>(blk + off), v);
-  };
-  put(boff::kCas, cas);
-  put(boff::kLens, vlen | (uint64_t{user_flags} << 32));
-  put(boff::kKx, kx::Make(std::min(expiry, kMaxExpiry), klen, flags));
+  StoreWordAt(blk, boff::kCas, cas);
+  StoreWordAt(blk, boff::kLens, vlen | (uint64_t{user_flags} << 32));
+  StoreWordAt(blk, boff::kKx, kx::Make(expiry, klen, flags));
 }
 
 // The expiry of a BYTES block not yet published (its key length and flags
 // stay).
 void SetExpiry(unsigned char* blk, uint64_t expiry) {
-  auto* w = reinterpret_cast<uint64_t*>(blk + boff::kKx);
-  const uint64_t old = LoadRelaxed(w);
-  StoreRelaxed(w, kx::Make(std::min(expiry, kMaxExpiry), kx::KeyLen(old), kx::Flags(old)));
+  const uint64_t old = WordAt(blk, boff::kKx);
+  StoreWordAt(blk, boff::kKx, kx::Make(expiry, kx::KeyLen(old), kx::Flags(old)));
 }
 
 bool Expired(uint64_t expiry, uint64_t now) { return expiry != 0 && expiry <= now; }
@@ -307,8 +305,6 @@ enum class CounterText { kRender, kSkip };
   return Read::kHit;
 }
 
-// Finds the LIVE entry of key (expired ones included), copying its value
-// into buf when it fits.
 // The state and tag bits of a ref word, and what they are in a LIVE slot
 // that may hold the key of h: one AND and one compare filter a candidate.
 inline constexpr uint64_t kLiveTagMask =
@@ -317,6 +313,8 @@ inline uint64_t LiveTagOf(const KeyHash& h) {
   return (h.tag() << ref::kTagShift) | (uint64_t{kLive} << ref::kStateShift);
 }
 
+// Finds the LIVE entry of key (expired ones included), copying its value
+// into buf when it fits.
 // One load of each candidate's ref word first filters on state and tag, so
 // that only a slot that may hold the key is read in full (a 16-bit tag:
 // about one candidate in 8 000 passes the filter without holding the key).
@@ -739,15 +737,12 @@ int MakeCounterBlock(Ctx& c, std::string_view key, int64_t number, uint32_t user
   if (nb->blk == nullptr) return rc;
   nb->cls = static_cast<uint32_t>(cls);
   *cas = NextCas(c);
-  auto put = [nb](uint32_t off, uint64_t v) {
-    StoreRelaxed(reinterpret_cast<uint64_t*>(nb->blk + off), v);
-  };
   const uint64_t flags = noevict ? kBlockFlagNoEvict : 0;
-  put(boff::kCas, kCounterMark);
-  put(boff::kPairToken, *cas);
-  put(boff::kPairValue, static_cast<uint64_t>(number));
-  put(boff::kCounterLens, uint64_t{user_flags} << 32);
-  put(boff::kCounterKx, kx::Make(std::min(expiry, kMaxExpiry), key.size(), flags));
+  StoreWordAt(nb->blk, boff::kCas, kCounterMark);
+  StoreWordAt(nb->blk, boff::kPairToken, *cas);
+  StoreWordAt(nb->blk, boff::kPairValue, static_cast<uint64_t>(number));
+  StoreWordAt(nb->blk, boff::kCounterLens, uint64_t{user_flags} << 32);
+  StoreWordAt(nb->blk, boff::kCounterKx, kx::Make(expiry, key.size(), flags));
   CopyIn(nb->blk, kCounterHeaderSize, key.data(), key.size());
   return 0;
 }
@@ -828,9 +823,10 @@ int GetHashed(Ctx& c, std::string_view key, const KeyHash& h, const Cands& cs, v
 // key and prefetches its bucket pair, then looks at the ref words of those
 // buckets (now arriving together) and prefetches the block of the first
 // LIVE slot whose tag matches (the key's, but for a tag collision), and only
-// then reads and validates each key as OpGet does. The misses of a group overlap instead of
-// queueing one key after the other. The prefetches are hints: correctness is GetHashed's. An empty
-// key (one the caller found invalid) is skipped, rcs[i] untouched.
+// then reads and validates each key as OpGet does. The misses of a group
+// overlap instead of queueing one key after the other. The prefetches are
+// hints: correctness is GetHashed's. An empty key (one the caller found
+// invalid) is skipped, rcs[i] untouched.
 void OpMGet(Ctx& c, size_t n, const std::string_view* keys, void* const* bufs,
             const size_t* buf_lens, size_t* val_lens, int* rcs, shmkv_item_info_t* infos) {
   constexpr size_t kGroup = 16;
@@ -1230,7 +1226,7 @@ int OpScan(Ctx& c, uint64_t* cursor, std::string_view prefix, size_t limit, shmk
       unsigned char* blk = c.v.BlockAt(ref::OffUnits(w.ref), cls);
       if (blk == nullptr) break;
       const BlockMeta m = ReadMeta(blk);
-      const bool sane = m.klen >= 1 && m.klen <= c.v.max_key_len && Fits(c.v, cls, m);
+      const bool sane = SaneKey(c.v, cls, m);
       if (sane) CopyOut(key.data(), blk, m.key_off, m.klen);
       if (!Unchanged(s, w)) continue;
       if (!sane || Expired(m.expiry, c.now)) break;
