@@ -306,7 +306,7 @@ bool DrainPage(Ctx& c, uint64_t page, uint32_t cls) {
       Slot* s = nullptr;
       SlotWord sw{};
       if (!FindLiveReference(v, blk, cls, st, &s, &sw)) continue;  // being unlinked
-      if (!Evictable(v, sw, c.now)) {
+      if (!Evictable(v, sw, c.Now())) {
         blocked = true;
         break;
       }
@@ -640,8 +640,7 @@ void FreeBlock(const View& v, PartLocal* p, unsigned char* blk, uint32_t cls, ui
   }
   SHMKV_CRASHPOINT("free.state");
   const uint64_t page = v.PageOf(blk);
-  const uint64_t idx =
-      static_cast<uint64_t>(blk - (v.data + (page << v.page_shift))) / v.class_size[cls];
+  const uint64_t idx = v.IndexInPage(blk, cls);
   if (hold && p != nullptr && v.class_pages[cls] == 1) {
     // Held for p's next allocation of the class (ClaimReused): the hint bit
     // stays set. The block held before, if any, is let go: its bit cleared.

@@ -29,11 +29,6 @@ bool ReadStructSize(uint32_t declared, size_t ours) {
   return declared >= sizeof(uint32_t) && declared <= 4 * ours;
 }
 
-#define SHMKV_ENTER_LAZY_CLOCK(kv)                                  \
-  if ((kv) == nullptr) return Fail(SHMKV_EINVAL, "handle is NULL"); \
-  Ctx c{(kv), (kv)->v, nullptr, 0};                                 \
-  if (int enter_rc = EnterLazyClock((kv), &c)) return enter_rc
-
 #define SHMKV_ENTER(kv, write)                                      \
   if ((kv) == nullptr) return Fail(SHMKV_EINVAL, "handle is NULL"); \
   Ctx c{(kv), (kv)->v, nullptr, 0};                                 \
@@ -128,7 +123,7 @@ int shmkv_unlink(const char* name) {
 int shmkv_get(shmkv_t* kv, const void* key, size_t key_len, void* buf, size_t buf_len,
               size_t* val_len, shmkv_item_info_t* info) {
   return Guard([&]() -> int {
-    SHMKV_ENTER_LAZY_CLOCK(kv);
+    SHMKV_ENTER(kv, false);
     if (int rc = CheckKey(kv, key, key_len)) return rc;
     if (val_len == nullptr) return Fail(SHMKV_EINVAL, "val_len is NULL");
     if (buf == nullptr && buf_len != 0) return Fail(SHMKV_EINVAL, "buf is NULL but buf_len > 0");
@@ -148,7 +143,7 @@ int64_t shmkv_get_into(shmkv_t* kv, const void* key, size_t key_len, void* buf, 
   try {
     if (kv == nullptr) return Fail(SHMKV_EINVAL, "handle is NULL");
     Ctx c{kv, kv->v, nullptr, 0};
-    if (int rc = shmkv::internal::EnterLazyClock(kv, &c)) return negated(rc);
+    if (int rc = shmkv::internal::Enter(kv, false, &c)) return negated(rc);
     if (int rc = CheckKey(kv, key, key_len)) return rc;
     if (buf == nullptr && buf_len != 0) return Fail(SHMKV_EINVAL, "buf is NULL but buf_len > 0");
     size_t len = 0;
@@ -184,7 +179,7 @@ int shmkv_mget(shmkv_t* kv, size_t n, const void* const* keys, const size_t* key
                void* const* bufs, const size_t* buf_lens, size_t* val_lens, int* rcs,
                shmkv_item_info_t* infos) {
   return Guard([&]() -> int {
-    SHMKV_ENTER_LAZY_CLOCK(kv);
+    SHMKV_ENTER(kv, false);
     if (n == 0) return 0;
     if (keys == nullptr || key_lens == nullptr || bufs == nullptr || buf_lens == nullptr ||
         val_lens == nullptr || rcs == nullptr)

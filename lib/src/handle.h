@@ -79,8 +79,17 @@ struct Ctx {
   shmkv_t* kv;
   const View& v;
   PartLocal* p;  // nullptr on read-only handles
-  uint64_t now;  // segment time, ms
+  // Segment time in ms, read from the clock by the first Now() of the
+  // operation (0 until then): a GET of an entry without an expiry, or a
+  // SET that replaces one, never reads the clock. Read it through Now()
+  // only, so that no path can take an unread 0 for the time.
+  uint64_t clock_ms;
 
+  uint64_t Now() {
+    if (clock_ms == 0) [[unlikely]]
+      clock_ms = SegmentNowMs(kv->v.epoch_ns, kv->precise);
+    return clock_ms;
+  }
   void Stat(StatIndex i, int64_t d = 1) {
     if (p) p->Stat(i, d);
   }
@@ -150,31 +159,24 @@ inline int CheckTtl(uint64_t ttl_ms) {
 int CheckThrottle(const shmkv_t* kv, uint64_t rate, uint64_t period_ms, uint64_t burst,
                   ThrottleArgs* a);
 int EnterSlow(shmkv_t* kv, Ctx* c);  // c->p: the participant, registering if needed
-// Enter for reads that look at the clock only if the entry they find has
-// an expiry: c->now stays 0 until EnsureNow (OpGet and OpMGet only).
-inline int EnterLazyClock(shmkv_t* kv, Ctx* c) {
+// The entry of every operation: the participant this thread uses (none on
+// a read-only handle). c->clock_ms stays 0: Ctx::Now reads the clock when
+// the operation first needs it.
+inline int Enter(shmkv_t* kv, bool write, Ctx* c) {
   ClearError();
-  c->now = 0;
+  c->clock_ms = 0;
   c->p = nullptr;
-  if (kv->read_only) return 0;
+  if (kv->read_only) {
+    if (write) [[unlikely]]
+      return Fail(SHMKV_EREADONLY, "the handle is read-only");
+    return 0;
+  }
   const ThreadFast& f = t_fast;
   if (f.serial == kv->serial && f.pid == g_pid.load(std::memory_order_relaxed)) [[likely]] {
     c->p = f.part;
     return 0;
   }
   return EnterSlow(kv, c);
-}
-inline void EnsureNow(Ctx& c) {
-  if (c.now == 0) c.now = SegmentNowMs(c.kv->v.epoch_ns, c.kv->precise);
-}
-inline int Enter(shmkv_t* kv, bool write, Ctx* c) {
-  if (write && kv->read_only) [[unlikely]] {
-    ClearError();
-    return Fail(SHMKV_EREADONLY, "the handle is read-only");
-  }
-  if (int rc = EnterLazyClock(kv, c)) return rc;
-  EnsureNow(*c);
-  return 0;
 }
 
 // registry.cc
