@@ -127,7 +127,10 @@ inline void StoreWordAt(unsigned char* block, size_t w, uint64_t v) {
 // A word of the caller's buffer, which may be unaligned and alias anything.
 typedef uint64_t __attribute__((may_alias, aligned(1))) UnalignedWord;
 
-inline void CopyOut(void* dst, const unsigned char* block, size_t from, size_t len) {
+// Not inlined: in the flattened read path, register pressure made the copy
+// loop spill every word through the stack.
+[[gnu::noinline]] inline void CopyOut(void* dst, const unsigned char* block, size_t from,
+                                      size_t len) {
   if (len == 0) return;  // dst may be NULL then
   auto* out = static_cast<unsigned char*>(dst);
   size_t w = from & ~size_t{7};

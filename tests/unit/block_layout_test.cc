@@ -2,8 +2,11 @@
 // 16-byte steps where entries are small, and View::BlockAt's division-free
 // test of "is this offset the start of a block of class c".
 #include <cstdint>
+#include <map>
 #include <set>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "gtest/gtest.h"
 #include "handle.h"
@@ -49,6 +52,10 @@ TEST(BlockLayoutTest, BlockAtAcceptsExactlyTheStartsOfBlocks) {
                                           << size << " B), unit " << u;
           if (want) {
             ASSERT_EQ(got, v.base + (first + u) * kBlockUnit);
+            // FreeBlock's index of the block in its page, by the same
+            // reciprocal.
+            ASSERT_EQ(v.IndexInPage(got, c), run ? 0 : at / size)
+                << "page size " << v.page_size << ", class " << c << ", unit " << u;
           }
         }
       }
@@ -116,6 +123,44 @@ TEST(BlockLayoutTest, AnEntryTakesItsHeaderKeyAndValueRoundedToSixteen) {
   int64_t out = 0;
   ASSERT_EQ(shmkv_incr(kv, counter.data(), counter.size(), 5, 0, 0, &out), 0);
   EXPECT_EQ(MemoryUsed(kv) - before, 64u);
+  shmkv_close(kv);
+}
+
+// The slot tag (16 bits) filters the candidate slots of a key before its
+// block is read, so it must not repeat the bits that chose the bucket:
+// among the keys of one bucket (either of the pair), two share a tag about
+// as often as 16 random bits would (1 pair in 65 536).
+TEST(BlockLayoutTest, TheTagIsIndependentOfTheBuckets) {
+  ScopedSegmentName seg("layout-tag");
+  shmkv_options_t o = SmallOptions(1u << 20, 1024);  // a few hundred buckets
+  shmkv_t* kv = nullptr;
+  ASSERT_EQ(shmkv_open(seg.c_str(), &o, &kv), 0) << shmkv_last_error();
+  const internal::View& v = kv->v;
+  ASSERT_GE(v.n_buckets, 64u);
+  ASSERT_LE(v.n_buckets, 4096u);
+  constexpr int kKeys = 200000;
+  std::map<std::pair<uint64_t, uint64_t>, uint64_t> by_b1, by_b2;  // (bucket, tag) -> keys
+  std::vector<uint64_t> in_b1(v.n_buckets), in_b2(v.n_buckets);
+  for (int i = 0; i < kKeys; ++i) {
+    const std::string key = "user:" + std::to_string(i * 7919) + ":session";
+    const internal::KeyHash h = internal::HashKey(v, key.data(), key.size());
+    uint64_t b1 = 0, b2 = 0;
+    internal::BucketsOf(v, h, &b1, &b2);
+    ++by_b1[{b1, h.tag()}];
+    ++by_b2[{b2, h.tag()}];
+    ++in_b1[b1];
+    ++in_b2[b2];
+  }
+  auto pairs = [](uint64_t n) { return n * (n - 1) / 2; };
+  double expected = 0;
+  for (uint64_t n : in_b1) expected += static_cast<double>(pairs(n)) / 65536;
+  for (const auto* groups : {&by_b1, &by_b2}) {
+    uint64_t same = 0;
+    for (const auto& [where, n] : *groups) same += pairs(n);
+    // About 10^3 expected; a tag that repeats bucket bits gives many times more.
+    EXPECT_LT(static_cast<double>(same), 1.5 * expected) << (groups == &by_b1 ? "b1" : "b2");
+    EXPECT_GT(static_cast<double>(same), 0.5 * expected) << (groups == &by_b1 ? "b1" : "b2");
+  }
   shmkv_close(kv);
 }
 
