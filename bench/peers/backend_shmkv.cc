@@ -128,9 +128,9 @@ class ShmkvBackend final : public Backend {
   }
 
   uint64_t EstimateBytes(const StoreSpec& spec) const override {
-    // A block (48-B header, key, value) in a size class, with slack for the
+    // A block (32-B header, key, value) in a size class, with slack for the
     // class spacing, plus an index of 16-B slots at load 0.75 of max_items.
-    const uint64_t block = spec.key_len + spec.value_len + 48;
+    const uint64_t block = spec.key_len + spec.value_len + 32;
     const uint64_t index = ShmkvIndexBytes(spec.items);
     return std::max<uint64_t>(64ull << 20, spec.items * block * 3 / 2 + index + (32ull << 20));
   }

@@ -12,7 +12,7 @@
 namespace shmkv::internal {
 
 inline constexpr uint64_t kMagic = 0x01564B4D48530143ull;  // "C\x01SHMKV\x01"
-inline constexpr uint32_t kLayoutVersion = 5;
+inline constexpr uint32_t kLayoutVersion = 4;
 inline constexpr size_t kCacheLine = 64;
 inline constexpr size_t kHeaderSize = 4096;
 inline constexpr uint32_t kMaxClasses = 64;
@@ -306,7 +306,7 @@ constexpr uint64_t AbiFingerprint() {
   mix(kCounterHeaderSize);
   mix(kBlockUnit);
   mix(kLayoutVersion);
-  mix(4);  // hash algorithm id: XXH3-64 (3 was XXH3-128)
+  mix(3);  // hash algorithm id: XXH3-128
   return h;
 }
 

@@ -1,7 +1,7 @@
 // The index and its protocols.
 //
 // OVERVIEW. One segment holds a set-associative index and a data area of
-// blocks. Every key hashes (XXH3-64, seeded per segment) to two buckets;
+// blocks. Every key hashes (XXH3-128, seeded per segment) to two buckets;
 // a bucket is one cache line of four 16-byte slots, so a key lives in one of
 // 8 candidate slots and never moves: no probe chains, no tombstones, no
 // rehash. A slot points to a block that holds the key, the value and its
@@ -205,8 +205,8 @@ struct View {
 };
 
 struct KeyHash {
-  uint64_t lo;  // the hash: its halves pick the buckets
-  uint64_t hi;  // the hash remixed: its top 16 bits are the tag
+  uint64_t lo;  // the low half: its halves pick the buckets
+  uint64_t hi;  // the high half: its top 16 bits are the tag
   uint64_t tag() const { return hi >> 48; }
 };
 

@@ -2,12 +2,14 @@
 // step: threads are paused at named crash or step points (SetStepHook), so
 // a race that a stress test meets once in thousands of rounds happens here
 // every time.
+#include <algorithm>
 #include <condition_variable>
 #include <cstring>
 #include <mutex>
 #include <string>
 #include <string_view>
 #include <thread>
+#include <vector>
 
 #include "gtest/gtest.h"
 #include "handle.h"
@@ -138,6 +140,48 @@ TEST_F(InsertRaceTest, AClaimLinkedWhileALowerDeciderKillsItWins) {
   EXPECT_EQ(Get(k), "v2");  // L2 came last: it updated L1's entry
   ASSERT_EQ(shmkv_delete(kv_, k.data(), k.size(), 0), 0);
   EXPECT_EQ(Get(k), "<" + std::to_string(SHMKV_ENOTFOUND) + ">") << "a second entry of K";
+  shmkv_check_report_t report{};
+  report.struct_size = sizeof(report);
+  ASSERT_EQ(shmkv_check(kv_, 0, &report), 0) << shmkv_last_error();
+  EXPECT_EQ(report.problems, 0u) << report.first_problem;
+}
+
+// An insert that found its bucket pair full, and stopped there while
+// another writer emptied the pair, finds the pair empty when it goes on to
+// choose a victim: it must take an empty slot, not report that nothing may
+// be evicted (ENOSPC). Seen in sigstop_test: a writer SIGSTOPped at this
+// point while the parent deleted every key of the pair.
+TEST_F(InsertRaceTest, AnInsertThatFoundThePairFullAndThenEmptyInsertsAnyway) {
+  // A segment of 16 buckets: 8 keys with K's very bucket pair are easy to find.
+  shmkv_close(kv_);
+  ScopedSegmentName seg("insrace-full");
+  shmkv_options_t o = SmallOptions(8u << 20, 16);
+  ASSERT_EQ(shmkv_open(seg.c_str(), &o, &kv_), 0) << shmkv_last_error();
+  ASSERT_EQ(kv_->v.n_buckets, 16u);
+  const std::string k = "full-key";
+  uint64_t kb[2];
+  Buckets(k, kb);
+  std::vector<std::string> fill;
+  for (int i = 0; fill.size() < 8; ++i) {
+    ASSERT_LT(i, 1'000'000) << "no 8 keys share the bucket pair of " << k;
+    const std::string cand = "f" + std::to_string(i);
+    uint64_t b[2];
+    Buckets(cand, b);
+    if (std::min(b[0], b[1]) == std::min(kb[0], kb[1]) &&
+        std::max(b[0], b[1]) == std::max(kb[0], kb[1]))
+      fill.push_back(cand);
+  }
+  for (const std::string& f : fill) ASSERT_EQ(Set(f, "fill"), 0) << f;
+  for (const std::string& f : fill) ASSERT_EQ(Get(f), "fill") << f << " was evicted";
+
+  Pause p;
+  int rc = -1;
+  std::thread t = SetPausedAt(k, "v", "insert.full_seen", &p, &rc);
+  for (const std::string& f : fill) ASSERT_EQ(shmkv_delete(kv_, f.data(), f.size(), 0), 0) << f;
+  p.Release();
+  t.join();
+  EXPECT_EQ(rc, 0) << shmkv_strerror(rc);
+  EXPECT_EQ(Get(k), "v");
   shmkv_check_report_t report{};
   report.struct_size = sizeof(report);
   ASSERT_EQ(shmkv_check(kv_, 0, &report), 0) << shmkv_last_error();
