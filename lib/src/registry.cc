@@ -367,7 +367,7 @@ int RecoverDeadLocked(shmkv_t* kv, uint32_t* recovered) {
   }
   // No participant of our own: frees by recovery are accounted in the
   // retired counters, so recovery also works before we registered.
-  Ctx c{kv, v, nullptr, SegmentNowMs(v.epoch_ns, kv->precise)};
+  Ctx c{kv, v, nullptr, 0};
   RecoverParticipants(c, dead);
   RebuildHints(v);
   for (uint64_t t = 0; t < v.n_parts; ++t) {

@@ -424,10 +424,10 @@ bool HelpEmpty(Slot* s, const SlotWord& w) {
 }
 
 // ChooseVictim's answers when it picks no candidate.
-constexpr int kNoRoom = -1;      // all 8 were LIVE, none of them evictable
-constexpr int kNotAllLive = -2;  // none evictable, but some candidate was not
-                                 // LIVE: being inserted into, or emptied since
-                                 // the caller looked
+constexpr int kNoRoom = -1;      // none evictable, and none EMPTY or PENDING
+constexpr int kNotAllLive = -2;  // none evictable, but some candidate was
+                                 // PENDING (being inserted into) or EMPTY
+                                 // (emptied since the caller looked)
 
 // Picks a LIVE candidate to evict for room in the bucket pair
 // (design-notes §4.8): expired first, then an 8-sample CLOCK among what the
@@ -443,7 +443,9 @@ int ChooseVictim(Ctx& c, const Cands& cs, SlotWord* w_out) {
     const int i = (start + k) & 7;
     w[i] = LoadSlot(cs.s(i));
     if (ref::State(w[i].ref) != kLive) {
-      all_live = false;
+      // EMPTY or PENDING: the pair is changing. (State 3 is a corrupt
+      // slot: no room there, as for an unevictable entry.)
+      if (ref::State(w[i].ref) != 3) all_live = false;
       continue;
     }
     const uint32_t cexp = meta::CoarseExp(w[i].meta);
@@ -772,7 +774,8 @@ int InsertResult(Ins r) {
   if (r == Ins::kNoSpace)
     return Fail(SHMKV_ENOSPC,
                 "no room: every candidate slot holds an entry that may not be evicted");
-  return Fail(SHMKV_EBUSY, "all candidate slots are being inserted into concurrently; retry");
+  return Fail(SHMKV_EBUSY,
+              "the key's candidate slots are being inserted into or emptied concurrently; retry");
 }
 
 // Formats and parses the decimal values of incr.

@@ -194,9 +194,9 @@ struct View {
   uint64_t PageOf(const unsigned char* block) const {
     return static_cast<uint64_t>(block - data) >> page_shift;
   }
-  // The index in its page of a block of class cls (not a run), by the
-  // reciprocal BlockAt uses: exact, since the offset is a multiple of the
-  // class size.
+  // The index in its page of a block of class cls (0 for the head of a run),
+  // by the reciprocal BlockAt uses: exact, since the offset is a multiple of
+  // the class size.
   uint64_t IndexInPage(const unsigned char* block, uint32_t cls) const {
     const uint64_t unit = (static_cast<uint64_t>(block - data) & (page_size - 1)) / kBlockUnit;
     return (unit * class_inv[cls]) >> 40;

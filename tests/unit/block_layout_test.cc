@@ -152,14 +152,19 @@ TEST(BlockLayoutTest, TheTagIsIndependentOfTheBuckets) {
     ++in_b2[b2];
   }
   auto pairs = [](uint64_t n) { return n * (n - 1) / 2; };
-  double expected = 0;
-  for (uint64_t n : in_b1) expected += static_cast<double>(pairs(n)) / 65536;
-  for (const auto* groups : {&by_b1, &by_b2}) {
+  struct Side {
+    const char* name;
+    const std::map<std::pair<uint64_t, uint64_t>, uint64_t>& groups;
+    const std::vector<uint64_t>& in_bucket;
+  };
+  for (const Side& side : {Side{"b1", by_b1, in_b1}, Side{"b2", by_b2, in_b2}}) {
+    double expected = 0;
+    for (uint64_t n : side.in_bucket) expected += static_cast<double>(pairs(n)) / 65536;
     uint64_t same = 0;
-    for (const auto& [where, n] : *groups) same += pairs(n);
+    for (const auto& [where, n] : side.groups) same += pairs(n);
     // About 10^3 expected; a tag that repeats bucket bits gives many times more.
-    EXPECT_LT(static_cast<double>(same), 1.5 * expected) << (groups == &by_b1 ? "b1" : "b2");
-    EXPECT_GT(static_cast<double>(same), 0.5 * expected) << (groups == &by_b1 ? "b1" : "b2");
+    EXPECT_LT(static_cast<double>(same), 1.5 * expected) << side.name;
+    EXPECT_GT(static_cast<double>(same), 0.5 * expected) << side.name;
   }
   shmkv_close(kv);
 }
