@@ -171,9 +171,11 @@ inline int Enter(shmkv_t* kv, bool write, Ctx* c) {
       return Fail(SHMKV_EREADONLY, "the handle is read-only");
     return 0;
   }
-  const ThreadFast& f = t_fast;
-  if (f.serial == kv->serial && f.pid == g_pid.load(std::memory_order_relaxed)) [[likely]] {
-    c->p = f.part;
+  // t_fast by name: bound to a reference here, the ASan+UBSan build (GCC
+  // 12) reported "member access within null pointer" for it.
+  if (t_fast.serial == kv->serial && t_fast.pid == g_pid.load(std::memory_order_relaxed))
+      [[likely]] {
+    c->p = t_fast.part;
     return 0;
   }
   return EnterSlow(kv, c);
