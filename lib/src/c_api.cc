@@ -308,8 +308,7 @@ int shmkv_throttle(shmkv_t* kv, const void* key, size_t key_len, uint64_t rate, 
     if (allowed == nullptr || retry_after_ms == nullptr || remaining == nullptr)
       return Fail(SHMKV_EINVAL, "allowed, retry_after_ms and remaining must not be NULL");
     shmkv::internal::ThrottleArgs a;
-    c.Now();  // before a.now_ns: an entry expired at this time expired before it
-    if (int rc = shmkv::internal::CheckThrottle(kv, rate, period_ms, burst, &a)) return rc;
+    if (int rc = shmkv::internal::CheckThrottle(c, rate, period_ms, burst, &a)) return rc;
     shmkv::internal::ThrottleResult r{};
     if (int rc = shmkv::internal::OpThrottle(c, Bytes(key, key_len), a, &r)) return rc;
     *allowed = r.allowed ? 1 : 0;

@@ -241,8 +241,7 @@ Result<ThrottleDecision> Cache::Throttle(std::string_view key, uint64_t rate,
     if (int rc = internal::CheckKey(handle_, key.data(), key.size())) return Ec(rc);
     internal::ThrottleArgs a;
     const uint64_t period_ms = period.count() < 0 ? 0 : static_cast<uint64_t>(period.count());
-    c.Now();  // before a.now_ns: an entry expired at this time expired before it
-    if (int rc = internal::CheckThrottle(handle_, rate, period_ms, burst, &a)) return Ec(rc);
+    if (int rc = internal::CheckThrottle(c, rate, period_ms, burst, &a)) return Ec(rc);
     internal::ThrottleResult r{};
     if (int rc = internal::OpThrottle(c, key, a, &r)) return Ec(rc);
     ThrottleDecision d;

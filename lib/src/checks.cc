@@ -29,8 +29,7 @@ int CheckTtlSlow(uint64_t ttl_ms) {
   return 0;
 }
 
-int CheckThrottle(const shmkv_t* kv, uint64_t rate, uint64_t period_ms, uint64_t burst,
-                  ThrottleArgs* a) {
+int CheckThrottle(Ctx& c, uint64_t rate, uint64_t period_ms, uint64_t burst, ThrottleArgs* a) {
   if (rate == 0 || period_ms == 0 || burst == 0)
     return Fail(SHMKV_EINVAL, "rate, period_ms and burst must each be at least 1");
   // Every quantity stays below 2^62 ns (146 years), so that TAT + interval
@@ -43,7 +42,10 @@ int CheckThrottle(const shmkv_t* kv, uint64_t rate, uint64_t period_ms, uint64_t
     return Fail(SHMKV_EINVAL, "rate is too high: at most one request per microsecond");
   if (__builtin_mul_overflow(a->interval_ns, burst, &a->tolerance_ns) || a->tolerance_ns > kMaxNs)
     return Fail(SHMKV_EINVAL, "burst x (period_ms / rate) is too large (at most 146 years)");
-  a->now_ns = SegmentNowNs(kv->v.epoch_ns);
+  // The operation's clock first: an entry that expired by it (OpThrottle
+  // drops it) expired before now_ns too.
+  c.Now();
+  a->now_ns = SegmentNowNs(c.kv->v.epoch_ns);
   if (a->now_ns > kMaxNs) return Fail(SHMKV_EBADSEG, "bad segment: clock out of range");
   return 0;
 }

@@ -155,9 +155,9 @@ inline int CheckTtl(uint64_t ttl_ms) {
     return 0;
   return CheckTtlSlow(ttl_ms);
 }
-// Validates shmkv_throttle's arguments and fills *a (now_ns: now).
-int CheckThrottle(const shmkv_t* kv, uint64_t rate, uint64_t period_ms, uint64_t burst,
-                  ThrottleArgs* a);
+// Validates shmkv_throttle's arguments and fills *a (now_ns: now, read
+// after the operation's clock, c.Now()).
+int CheckThrottle(Ctx& c, uint64_t rate, uint64_t period_ms, uint64_t burst, ThrottleArgs* a);
 int EnterSlow(shmkv_t* kv, Ctx* c);  // c->p: the participant, registering if needed
 // The entry of every operation: the participant this thread uses (none on
 // a read-only handle). c->clock_ms stays 0: Ctx::Now reads the clock when
