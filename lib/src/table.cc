@@ -431,13 +431,14 @@ constexpr int kNotAllLive = -2;  // none evictable, but some candidate was
 
 // Picks a LIVE candidate to evict for room in the bucket pair
 // (design-notes §4.8): expired first, then an 8-sample CLOCK among what the
-// policy allows. Or kNoRoom, or kNotAllLive.
-int ChooseVictim(Ctx& c, const Cands& cs, SlotWord* w_out) {
+// policy allows; *expired says which. Or kNoRoom, or kNotAllLive.
+int ChooseVictim(Ctx& c, const Cands& cs, SlotWord* w_out, bool* expired) {
   const uint32_t now_s = static_cast<uint32_t>(c.Now() / 1000);
   const uint32_t policy = c.v.evict_policy;
   SlotWord w[8];
   int evictable = -1, unreferenced = -1;
   bool all_live = true;
+  *expired = false;
   const int start = static_cast<int>(c.p->Random() & 7);
   for (int k = 0; k < 8; ++k) {
     const int i = (start + k) & 7;
@@ -451,6 +452,7 @@ int ChooseVictim(Ctx& c, const Cands& cs, SlotWord* w_out) {
     const uint32_t cexp = meta::CoarseExp(w[i].meta);
     if (cexp != 0 && cexp <= now_s) {  // provably expired: any policy
       *w_out = w[i];
+      *expired = true;
       return i;
     }
     if (policy == SHMKV_EVICT_NONE || ref::N(w[i].ref)) continue;
@@ -544,10 +546,9 @@ pre:
     }
     SHMKV_STEP("insert.full_seen");  // no candidate was EMPTY
     SlotWord vw;
-    const int victim = ChooseVictim(c, cs, &vw);
+    bool expired = false;
+    const int victim = ChooseVictim(c, cs, &vw, &expired);
     if (victim >= 0) {
-      const bool expired = meta::CoarseExp(vw.meta) != 0 &&
-                           meta::CoarseExp(vw.meta) <= static_cast<uint32_t>(c.Now() / 1000);
       EvictSlot(c, cs.s(victim), vw, expired);
       if (++tries > kAttempts * 4) return Ins::kBusy;
       goto pre;
